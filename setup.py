@@ -1,0 +1,42 @@
+"""pyalign-tpa: test-time personalized alignment with fused kernels (import name: ``pyalign``).
+
+The distribution name differs from the unrelated PyPI projects ``pyalign`` and ``triton-kernels``; the
+top-level ``triton_kernels/`` folder installs as ``pyalign.triton_kernels`` (never as a top-level module,
+which would clash with Triton's own). The C++/CUDA extension is compiled at first use with ninja
+(``pyalign/backends/_build.py``); set PYALIGN_BUILD_EXT=1 to compile it here instead.
+Install after torch with ``pip install --no-build-isolation -e .`` so that pip does not fetch another torch.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+packages = find_packages(include=["pyalign", "pyalign.*"]) + ["pyalign.triton_kernels"]
+ext_modules, cmdclass = [], {}
+if os.environ.get("PYALIGN_BUILD_EXT") == "1":
+    from pyalign_build import extension_for_setup  # noqa: E402  (torch is needed only for this path)
+    ext, build_ext = extension_for_setup()
+    ext_modules, cmdclass = [ext], {"build_ext": build_ext}
+
+setup(
+    name="pyalign-tpa",
+    version="0.1.0",
+    description="Test-time personalized alignment of LLMs (Amulet, Linear Alignment, PAD, ARGS, PANDA) "
+                "with fused Triton and C++/CUDA kernels",
+    long_description=open(os.path.join(os.path.dirname(__file__), "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir={"pyalign.triton_kernels": "triton_kernels"},
+    package_data={"pyalign": ["csrc/**/*", "data/*"]},
+    include_package_data=True,
+    install_requires=["torch>=2.4", "transformers>=4.46", "safetensors", "numpy", "tqdm"],
+    extras_require={
+        "gguf": ["gguf", "accelerate"],
+        "triton": ["triton"],
+        "eval": ["matplotlib", "vaderSentiment"],
+        "test": ["pytest", "pytest-benchmark"],
+    },
+    entry_points={"console_scripts": ["pyalign=pyalign.cli:main"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)

@@ -1,0 +1,1 @@
+"""Triton kernels of pyalign (installed as ``pyalign.triton_kernels``)."""
