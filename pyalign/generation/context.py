@@ -1,0 +1,105 @@
+"""A batch of token sequences on one model and one KV cache, advanced one token per step.
+
+This is the primitive every decoding method composes. Rows are left-padded to a common length; the
+attention mask marks padding and the position ids count only real tokens, so row r computes exactly what it
+would alone (up to floating-point reduction order). Two-context methods (LA, Amulet) put the preference
+rows and the base rows in ONE ContextBatch, so each step is one batched forward of 2B rows.
+
+    ctx = ContextBatch(model, [ids_row0, ids_row1, ...], pad_id)
+    logits = ctx.prefill()            # [R, V] next-token logits of every row
+    logits = ctx.step(tokens)         # append tokens [R] (one per row) and return the next logits
+    scores = ctx.peek(candidates)     # logits after each of k candidate tokens [R, k] -> [R, k, V],
+                                      # without changing the cache (for reward models scoring candidates)
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+
+
+def _max_positions(model) -> Optional[int]:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "max_position_embeddings", None)
+
+
+class ContextBatch:
+    """R left-padded sequences sharing a KV cache on ``model`` (a causal LM returning ``.logits``)."""
+
+    def __init__(self, model, sequences: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int = 0):
+        if len(sequences) == 0:
+            raise ValueError("ContextBatch needs at least one sequence")
+        for i, s in enumerate(sequences):
+            if len(s) == 0:
+                raise ValueError(f"sequence {i} is empty: every context needs at least one token")
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.pad_id = int(pad_id)
+        longest = max(len(s) for s in sequences)
+        limit = _max_positions(model)
+        if limit is not None and longest + max_new_tokens > limit:
+            raise ValueError(f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the model's "
+                             f"context of {limit} tokens; shorten the prompt or lower max_new_tokens")
+        ids = torch.full((len(sequences), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for r, s in enumerate(sequences):
+            ids[r, longest - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[r, longest - len(s):] = 1
+        self.input_ids = ids.to(self.device)
+        self.attention_mask = mask.to(self.device)
+        self.lengths = torch.as_tensor([len(s) for s in sequences], device=self.device)
+        self.cache = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.input_ids.shape[0]
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache):
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :], out.past_key_values
+
+    @torch.inference_mode()
+    def prefill(self) -> torch.Tensor:
+        """Run the prompts; returns the next-token logits [R, V] (fp32 view of the model dtype)."""
+        positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits, self.cache = self._forward(self.input_ids, self.attention_mask, positions, None)
+        return logits
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append one token per row; returns the next-token logits [R, V]."""
+        if self.cache is None:
+            raise RuntimeError("call prefill() before step()")
+        tokens = tokens.to(self.device, torch.long).reshape(-1, 1)
+        if tokens.shape[0] != self.num_rows:
+            raise ValueError(f"step() needs one token per row ({self.num_rows}), got {tokens.shape[0]}")
+        self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(tokens)], dim=1)
+        self.input_ids = torch.cat([self.input_ids, tokens], dim=1)
+        positions = self.lengths.reshape(-1, 1).clone()
+        self.lengths = self.lengths + 1
+        logits, self.cache = self._forward(tokens, self.attention_mask, positions, self.cache)
+        return logits
+
+    @torch.inference_mode()
+    def peek(self, candidates: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits after appending each candidate: candidates [R', k] -> [R', k, V]; the cache is unchanged.
+
+        ``rows`` selects which rows of the batch the candidates extend (default: all). The k continuations of
+        a row run as one batch on a copy of that row's cache (the prefix is never recomputed)."""
+        if self.cache is None:
+            raise RuntimeError("call prefill() before peek()")
+        rows = torch.arange(self.num_rows, device=self.device) if rows is None else rows.to(self.device)
+        R, k = candidates.shape
+        cache = copy.deepcopy(self.cache)
+        cache.reorder_cache(rows.repeat_interleave(k))
+        mask = self.attention_mask[rows].repeat_interleave(k, dim=0)
+        mask = torch.cat([mask, torch.ones((R * k, 1), dtype=mask.dtype, device=self.device)], dim=1)
+        positions = self.lengths[rows].repeat_interleave(k).reshape(-1, 1)
+        logits, _ = self._forward(candidates.reshape(-1, 1).to(self.device), mask, positions, cache)
+        return logits.reshape(R, k, -1)
+
+    def token_ids(self) -> list[list[int]]:
+        """Every row's tokens without padding (prompt + appended)."""
+        return [row[m.bool()].tolist() for row, m in zip(self.input_ids, self.attention_mask)]
