@@ -13,8 +13,12 @@ from setuptools import find_packages, setup
 packages = find_packages(include=["pyalign", "pyalign.*"]) + ["pyalign.triton_kernels"]
 ext_modules, cmdclass = [], {}
 if os.environ.get("PYALIGN_BUILD_EXT") == "1":
-    from pyalign_build import extension_for_setup  # noqa: E402  (torch is needed only for this path)
-    ext, build_ext = extension_for_setup()
+    import importlib.util  # the build helper lives in the package; load it by path (pyalign is not importable yet)
+    _spec = importlib.util.spec_from_file_location(
+        "_pyalign_build", os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyalign", "backends", "_build.py"))
+    _build = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_build)  # torch is needed only for this path
+    ext, build_ext = _build.extension_for_setup()
     ext_modules, cmdclass = [ext], {"build_ext": build_ext}
 
 setup(

@@ -1,0 +1,48 @@
+"""The CUDA backend: thin adapters over ``torch.ops.pyalign_C.*`` CUDA kernels (csrc/cuda, built by
+``_build.py`` when a GPU and nvcc are present). Importing fails with a clear error without CUDA, or if the
+extension was built without its CUDA kernels; the registry then falls back to triton / torch.
+fp64 logits in guided_sample / guided_logprobs (computed in fp64 by the reference) go to the torch backend."""
+from __future__ import annotations
+
+import torch
+
+from . import _build
+from . import torch_backend as _torch
+
+if not torch.cuda.is_available():
+    raise _build.BuildError("the cuda backend needs a CUDA device (torch.cuda.is_available() is False)")
+if _build.nvcc_path() is None and _build._installed_library() is None:
+    raise _build.BuildError("the cuda backend needs nvcc (set CUDA_HOME) or an installed build "
+                            "(PYALIGN_BUILD_EXT=1 pip install --no-build-isolation -e .)")
+BUILD_INFO = _build.load()
+if not _build.has_cuda_kernels():
+    raise _build.BuildError(f"the pyalign extension ({BUILD_INFO}) has no CUDA kernels; rebuild it with nvcc "
+                            "available (clear TORCH_EXTENSIONS_DIR/pyalign_C_cpu)")
+_C = torch.ops.pyalign_C
+MAX_KERNEL_TOPK = 2048  # csrc/cuda/launchers.h kMaxKernelTopK
+
+
+def guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng):
+    if logits_pref.dtype == torch.float64:
+        return _torch.guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng)
+    return _C.guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng)
+
+
+def guided_logprobs(logits_pref, logits_base, weight):
+    if logits_pref.dtype == torch.float64:
+        return _torch.guided_logprobs(logits_pref, logits_base, weight)
+    return _C.guided_logprobs(logits_pref, logits_base, weight)
+
+
+def topk_candidates(logits, k):
+    return _C.topk_candidates(logits, k)
+
+
+def topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng):
+    if k > MAX_KERNEL_TOPK:
+        return _torch.topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng)
+    return _C.topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng)
+
+
+def rescore_candidates(base_terms, rewards, candidates, lambdas, temperature, rng, vocab_size):
+    return _C.rescore_candidates(base_terms, rewards, candidates, lambdas, temperature, rng, vocab_size)
