@@ -166,16 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "given in words (Amulet, Linear Alignment, PAD, ARGS, PANDA), with fused kernels.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
-    try:
-        from pyalign.evaluation.cli import add_parsers as add_eval
-        add_eval(sub)
-    except ImportError:
-        pass
-    try:
-        from pyalign.persrm.cli import add_parser as add_persrm
-        add_persrm(sub)
-    except ImportError:
-        pass
+    from pyalign.evaluation.cli import add_parsers as add_eval
+    from pyalign.persrm.cli import add_parser as add_persrm
+    add_eval(sub)
+    add_persrm(sub)
     b = sub.add_parser("backends", help="list the kernel backends and which one runs by default")
     b.set_defaults(func=_run_backends)
     return parser
