@@ -17,22 +17,28 @@ from ._validation import check_logit_pair, check_logits, check_no_nan, check_ran
 Scalar = Union[float, int]
 PerRow = Union[Scalar, torch.Tensor]
 SEED_BOUND = 2 ** 62
+ROW_SEED_STRIDE = 0x9E3779B97F4A7C15 % SEED_BOUND   # golden-ratio stride: distinct rows, distinct keys
 
 
 def make_rng(batch: int, device: torch.device, generator: Optional[torch.Generator] = None,
              seed: Optional[PerRow] = None, offset: PerRow = 0) -> torch.Tensor:
     """Per-row RNG keys [B, 2] int64 = (seed, offset).
 
-    With ``seed`` (an int or one per row) the draw is fully determined by (seed, offset, token id), whatever
-    the batch composition or backend: pass a request's seed and its step number as ``offset`` for
-    per-request reproducibility. Without it, seeds are drawn from ``generator`` (or the default generator of
-    ``device``), which advances it: seeded generators reproduce, and the draw is CUDA-graph safe."""
+    With ``seed`` as a [B] tensor or list, row b's draw is fully determined by (seed[b], offset[b], token id),
+    whatever the batch composition or backend: pass a request's seed and its step number as ``offset`` for
+    per-request reproducibility. A single int seeds row b with (seed + b·0x9E3779B97F4A7C15) mod 2^62, so the
+    rows of one call get independent noise. Without ``seed``, seeds are drawn from ``generator`` (or the
+    default generator of ``device``), which advances it: seeded generators reproduce, and the draw is
+    CUDA-graph safe."""
     device = torch.device(device)
     if seed is None:
         if generator is not None and generator.device.type != device.type:
             raise ValueError(f"generator is on {generator.device} but the logits are on {device}; "
                              f"create it with torch.Generator(device={device.type!r})")
         seeds = torch.randint(0, SEED_BOUND, (batch,), generator=generator, device=device, dtype=torch.int64)
+    elif isinstance(seed, int) or (isinstance(seed, torch.Tensor) and seed.dim() == 0):
+        rows = torch.arange(batch, dtype=torch.int64, device=device)
+        seeds = (int(seed) + rows * ROW_SEED_STRIDE) % SEED_BOUND
     else:
         seeds = per_row(seed, batch, "seed", torch.int64, device)
     offsets = per_row(offset, batch, "offset", torch.int64, device)

@@ -95,8 +95,18 @@ def test_seeded_runs_reproduce_per_row(backend):
     seeds = torch.tensor([10, 11, 12, 13, 14])
     full, _ = pyalign.guided_sample(zp, zb, 2.0, temperature=1.0, seed=seeds, offset=3)
     for r in range(5):   # a row's draw does not depend on the rest of the batch
-        one, _ = pyalign.guided_sample(zp[r:r + 1], zb[r:r + 1], 2.0, temperature=1.0, seed=int(seeds[r]), offset=3)
+        one, _ = pyalign.guided_sample(zp[r:r + 1], zb[r:r + 1], 2.0, temperature=1.0, seed=seeds[r:r + 1], offset=3)
         assert one.item() == full[r].item()
+
+
+def test_scalar_seed_gives_rows_independent_noise(backend):
+    n, V = 2000, 8
+    z = torch.zeros(n, V)                      # uniform rows: identical noise would give one token everywhere
+    tok, _ = pyalign.guided_sample(z, None, temperature=1.0, seed=123)
+    counts = torch.bincount(tok, minlength=V).float()
+    assert _chi2_ok(counts, torch.full((V,), 1.0 / V), n)
+    again, _ = pyalign.guided_sample(z, None, temperature=1.0, seed=123)
+    assert torch.equal(tok, again)
 
 
 def test_topk_mask_ties_and_topp_definition():
