@@ -90,7 +90,7 @@ struct Partition {
 };
 
 // Split rows of length V so that B * chunks >= ~2 * threads, with chunks of at least min_chunk elements.
-inline Partition partition_rows(int64_t B, int64_t V, int64_t min_chunk = 32768) {
+inline Partition partition_rows(int64_t B, int64_t V, int64_t min_chunk = 16384) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   int64_t chunks = 1;
   if (B < 2 * threads) {
@@ -155,8 +155,28 @@ inline void topk_range(const Getter& z, int64_t lo, int64_t hi, int64_t k, std::
     return;
   }
   if (k <= 256) {
+    // Once the heap is full, a tile whose maximum is strictly below the k-th value cannot contribute: skip it
+    // after an 8-lane (vectorisable) max; NaN tiles always go through push (which handles NaN keys).
+    constexpr int64_t kSkipTile = 64;
     TopKHeap h(k);
-    for (int64_t i = lo; i < hi; ++i) h.push(z(i), static_cast<uint32_t>(i));
+    int64_t i = lo;
+    for (; i + kSkipTile <= hi; i += kSkipTile) {
+      if (h.full) {
+        float lane[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+        int nan = 0;
+        for (int64_t j = 0; j < kSkipTile; j += 8)
+          for (int l = 0; l < 8; ++l) {
+            const float v = z(i + j + l);
+            lane[l] = v > lane[l] ? v : lane[l];
+            nan |= static_cast<int>(v != v);
+          }
+        float tm = lane[0];
+        for (int l = 1; l < 8; ++l) tm = lane[l] > tm ? lane[l] : tm;
+        if (!nan && tm < h.thr) continue;
+      }
+      for (int64_t j = 0; j < kSkipTile; ++j) h.push(z(i + j), static_cast<uint32_t>(i + j));
+    }
+    for (; i < hi; ++i) h.push(z(i), static_cast<uint32_t>(i));
     out.insert(out.end(), h.heap.begin(), h.heap.end());
     return;
   }

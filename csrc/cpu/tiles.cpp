@@ -47,11 +47,13 @@ PYALIGN_CLONES int combine_tile_f32(const float* zp, const float* zb, float w, i
     }
     return bad;
   }
+  // Branch-free (| not ||) so that GCC vectorises it: NaN and +inf fail `x < +inf`.
   for (int i = 0; i < n; ++i) {
     const float a = zp[i], b = zb[i];
-    bad |= !(a < kPosInf) | !(b < kPosInf);
+    bad |= static_cast<int>(!(a < kPosInf)) | static_cast<int>(!(b < kPosInf));
     const float c = b + w * (a - b);
-    z[i] = (a == kNegInf || b == kNegInf) ? kNegInf : c;
+    const bool masked = (a == kNegInf) | (b == kNegInf);
+    z[i] = masked ? kNegInf : c;
   }
   return bad;
 }
@@ -68,9 +70,10 @@ PYALIGN_CLONES int combine_tile_bf16(const uint16_t* zp, const uint16_t* zb, flo
   }
   for (int i = 0; i < n; ++i) {
     const float a = bf16_to_f32(zp[i]), b = bf16_to_f32(zb[i]);
-    bad |= !(a < kPosInf) | !(b < kPosInf);
+    bad |= static_cast<int>(!(a < kPosInf)) | static_cast<int>(!(b < kPosInf));
     const float c = b + w * (a - b);
-    z[i] = (a == kNegInf || b == kNegInf) ? kNegInf : c;
+    const bool masked = (a == kNegInf) | (b == kNegInf);
+    z[i] = masked ? kNegInf : c;
   }
   return bad;
 }
@@ -94,8 +97,14 @@ PYALIGN_CLONES int combine_tile_f64(const double* zp, const double* zb, float w,
 }
 
 PYALIGN_CLONES float tile_max(const float* z, int n) {
+  // 8 independent lanes: a float max reduction in one accumulator does not vectorise without fast-math.
+  float acc[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] = z[i + j] > acc[j] ? z[i + j] : acc[j];
   float m = kNegInf;
-  for (int i = 0; i < n; ++i) m = z[i] > m ? z[i] : m;
+  for (; i < n; ++i) m = z[i] > m ? z[i] : m;
+  for (int j = 0; j < 8; ++j) m = acc[j] > m ? acc[j] : m;
   return m;
 }
 

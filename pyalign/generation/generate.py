@@ -81,7 +81,14 @@ def _validate(prompts, method, preference, max_new_tokens, temperature, top_k, t
             raise TypeError(f"prompts[{i}] must be a string, got {type(p).__name__}")
         if not p.strip():
             raise ValueError(f"prompts[{i}] is empty: every prompt needs some text")
-    if preference is not None:
+    if isinstance(preference, (list, tuple)):
+        if not getattr(cls, "accepts_preference_list", False):
+            raise TypeError(f"method {method!r} takes one preference (a string); only methods combining several "
+                            "preference dimensions (pad) accept a list")
+        preference = [resolve_preference(p) for p in preference]
+        if not preference:
+            raise ValueError("preference is an empty list: give at least one preference dimension")
+    elif preference is not None:
         preference = resolve_preference(preference)
     elif cls.requires_preference:
         raise ValueError(f"method {method!r} needs a preference: pass preference='concise' (or another named "

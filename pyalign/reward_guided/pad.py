@@ -90,6 +90,7 @@ class PAD(DecodingMethod):
     """PAD decoding; method kwargs: ``reward``, ``reward_weight`` (float or one per dimension), ``k``, ``ref_model``."""
 
     requires_preference = True
+    accepts_preference_list = True       # several preference dimensions, weighted by reward_weight (w_p)
 
     def __init__(self, model, tokenizer, prompts, preference, config):
         super().__init__(model, tokenizer, prompts, preference, config)
