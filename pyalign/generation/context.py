@@ -13,10 +13,43 @@ rows and the base rows in ONE ContextBatch, so each step is one batched forward 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Optional, Sequence
 
 import torch
+
+#: row counts for which the LM head runs as W @ x.T (see ``skinny_lm_head``)
+SKINNY_ROWS = range(2, 65)
+
+
+@contextlib.contextmanager
+def skinny_lm_head(model):
+    """Run a plain ``nn.Linear`` LM head as ``(W @ x.T).T`` while 2–64 rows are decoded.
+
+    On CPU, ``F.linear`` with 2–16 rows and a [V, H] head (49 152 × 576 for the default model) takes a GEMM path
+    that is ~3× slower than the transposed product (20 ms vs 6 ms per step at 2 rows, measured here), which
+    alone cost two-context decoding a quarter of its speed. The model's own post-processing of the logits
+    (soft-capping, scaling) is untouched: only the head's matmul is swapped, for the duration of the call."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if type(head) is not torch.nn.Linear or head.weight.device.type != "cpu":
+        yield
+        return
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows not in SKINNY_ROWS:
+            return torch.nn.functional.linear(x, head.weight, head.bias)
+        out = (head.weight @ x.reshape(rows, x.shape[-1]).T).T.contiguous()
+        if head.bias is not None:
+            out = out + head.bias
+        return out.reshape(*x.shape[:-1], head.weight.shape[0])
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward
 
 
 def _max_positions(model) -> Optional[int]:
@@ -56,8 +89,9 @@ class ContextBatch:
         return self.input_ids.shape[0]
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache):
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
+        with skinny_lm_head(self.model):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :], out.past_key_values
 
     @torch.inference_mode()
