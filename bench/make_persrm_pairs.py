@@ -1,4 +1,4 @@
-"""Build a small PersRM pair set from the questions in /work/shared/data (see pyalign/persrm/make_pairs.py)."""
+"""Build a small PersRM pair set from the questions in ../shared/data (see pyalign/persrm/make_pairs.py)."""
 import pathlib
 import sys
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import pytest
@@ -11,19 +10,10 @@ from pyalign.evaluation import data as D
 from pyalign.evaluation.cli import add_parsers, config_from_args
 from pyalign.evaluation.report import mean_ci, write_report
 from pyalign.evaluation.runner import (EvalConfig, parse_grid, read_jsonl, repair_tail, run_evaluation)
+from pyalign.generation.generate import GenerationResult
 
 
-@dataclasses.dataclass
-class FakeResult:
-    prompt: str
-    preference: object
-    method: str
-    text: str
-    token_ids: list
-    logprobs: list
-    finish_reason: str
-    num_prompt_tokens: int
-    timings: dict
+FakeResult = GenerationResult   # fake_generate returns the real result type
 
 
 def fake_generate(prompts, method="amulet", preference=None, max_new_tokens=16, placement="system", **kw):

@@ -18,31 +18,13 @@ BUILD_INFO = _build.load()
 if not _build.has_cuda_kernels():
     raise _build.BuildError(f"the pyalign extension ({BUILD_INFO}) has no CUDA kernels; rebuild it with nvcc "
                             "available (clear TORCH_EXTENSIONS_DIR/pyalign_C_cpu)")
-_C = torch.ops.pyalign_C
 MAX_KERNEL_TOPK = 2048  # csrc/cuda/launchers.h kMaxKernelTopK
 
-
-def guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng):
-    if logits_pref.dtype == torch.float64:
-        return _torch.guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng)
-    return _C.guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng)
-
-
-def guided_logprobs(logits_pref, logits_base, weight):
-    if logits_pref.dtype == torch.float64:
-        return _torch.guided_logprobs(logits_pref, logits_base, weight)
-    return _C.guided_logprobs(logits_pref, logits_base, weight)
-
-
-def topk_candidates(logits, k):
-    return _C.topk_candidates(logits, k)
+from ._c_ops import guided_logprobs, guided_sample, rescore_candidates, topk_candidates  # noqa: E402,F401
+from ._c_ops import topk_rescore as _c_topk_rescore  # noqa: E402
 
 
 def topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng):
     if k > MAX_KERNEL_TOPK:
         return _torch.topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng)
-    return _C.topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng)
-
-
-def rescore_candidates(base_terms, rewards, candidates, lambdas, temperature, rng, vocab_size):
-    return _C.rescore_candidates(base_terms, rewards, candidates, lambdas, temperature, rng, vocab_size)
+    return _c_topk_rescore(base_logits, rm_logits, ref_logits, k, weight, temperature, rng)

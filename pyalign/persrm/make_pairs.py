@@ -1,6 +1,6 @@
 """Build a small PersRM pair set, P-Soups style (simulated preferences).
 
-For each question (from the JSON files in ``/work/shared/data/``: fields ``question`` or ``prompt``) and each
+For each question (from the JSON files in ``../shared/data/`` beside the repository: fields ``question`` or ``prompt``) and each
 preference p: chosen = the model's answer WITH the preference prompt (method ``pref``, Amulet's preference
 sentence), rejected = its answer WITHOUT it (method ``base``), or with the opposite preference
 (``--negative opposite``). Greedy by default; identical chosen/rejected answers are skipped.
@@ -14,7 +14,7 @@ import json
 import pathlib
 import sys
 
-DEFAULT_DATA = pathlib.Path("/work/shared/data")
+DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"   # ../shared/data
 OPPOSITE_PREF = {"uplifting": "depressing", "concise": "verbose", "verbose": "concise", "formal": "casual",
                  "creative": "conventional", "complex": "simple", "pleasant": "unpleasant", "sycophantic": "critical"}
 
