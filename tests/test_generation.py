@@ -189,6 +189,8 @@ def test_registry_plugin_and_errors(tiny, tok):
     (dict(method="nope"), "unknown method"),
     (dict(preference="  "), "preference"),
     (dict(preference=None), "needs a preference"),
+    (dict(preference="concize"), "did you mean 'concise'"),
+    (dict(preference="Upliftng"), "did you mean 'uplifting'"),
     (dict(prompts=[""]), r"prompts\[0\] is empty"),
     (dict(prompts=[]), "prompts is empty"),
     (dict(T=0), "T must"),
@@ -204,6 +206,7 @@ def test_registry_plugin_and_errors(tiny, tok):
     (dict(num_beams=0), "num_beams"),
 ])
 def test_bad_inputs(tiny, tok, kwargs, match):
+    """Each bad argument is refused with a message naming it (free-text preferences stay allowed)."""
     args = dict(prompts=["Hi"], preference="concise", max_new_tokens=2)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):

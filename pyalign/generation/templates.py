@@ -55,7 +55,16 @@ def resolve_preference(preference) -> str:
     if not p:
         raise ValueError("preference is empty: pass one of "
                          f"{', '.join(NAMED_PREFERENCES)} or a non-empty free-text preference")
-    return p.lower() if p.lower() in NAMED_PREFERENCES else p
+    if p.lower() in NAMED_PREFERENCES:
+        return p.lower()
+    if " " not in p:       # a one-word preference that is a near miss of a named one is almost surely a typo
+        import difflib
+        close = difflib.get_close_matches(p.lower(), NAMED_PREFERENCES, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"unknown preference {p!r}: did you mean {close[0]!r}? Named preferences are "
+                             f"{', '.join(NAMED_PREFERENCES)}; free text is welcome too, but a single word this "
+                             "close to a named one is treated as a typo (write a phrase to use it as free text)")
+    return p
 
 
 def preference_sentence(preference: str) -> str:
