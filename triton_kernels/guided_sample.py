@@ -210,11 +210,14 @@ _COUNTERS: dict = {}
 
 
 def _counters(device: torch.device, n: int) -> torch.Tensor:
-    """Zeroed int32 row counters, reused across calls (each kernel leaves them at 0)."""
-    buf = _COUNTERS.get(device)
+    """Zeroed int32 row counters, reused across calls (each kernel leaves them at 0). One buffer per (device,
+    stream): launches on one stream are serialised, so concurrent calls on different streams never share one."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream)
+    buf = _COUNTERS.get(key)
     if buf is None or buf.numel() < n:
         buf = torch.zeros(max(n, 256), dtype=torch.int32, device=device)
-        _COUNTERS[device] = buf
+        _COUNTERS[key] = buf
     return buf
 
 
