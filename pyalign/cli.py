@@ -112,6 +112,7 @@ def _run_generate(a) -> int:
     import pyalign
     from pyalign.models import load_model
     model, tok = load_model(a.model)
+    backend = pyalign.backends.default_name(model.device.type)   # loads (first time: compiles) before timing
     common = dict(preference=a.preference, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, T=a.T, alpha=a.alpha, lam=a.lam, eta=a.eta,
                   ratio=a.ratio, weight=a.weight, placement=a.placement, system_prompt=a.system_prompt,
@@ -141,7 +142,7 @@ def _run_generate(a) -> int:
             t = res.timings
             print(f"[{a.method} | {a.preference} | {len(res.token_ids)} tokens, {t['tokens_per_s']:.1f} tok/s, "
                   f"{t['ms_per_token']:.1f} ms/token, finish: {res.finish_reason}, "
-                  f"backend: {pyalign.backends.default_name('cpu' if str(model.device) == 'cpu' else 'cuda')}]",
+                  f"backend: {backend}]",
                   file=sys.stderr)
     return 0
 

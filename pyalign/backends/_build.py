@@ -15,6 +15,7 @@ import glob
 import os
 import pathlib
 import shutil
+import sys
 import threading
 import time
 
@@ -122,15 +123,27 @@ def _load_locked(torch, verbose, with_cuda) -> str:
     if verbose is None:
         verbose = os.environ.get("PYALIGN_BUILD_VERBOSE") == "1"
     t0 = time.time()
+    # Say why the first call is slow when it is compiling (a cached build loads in well under 2 s).
+    notice = threading.Timer(2.0, lambda: print(f"[pyalign] compiling the C++ kernels ({name}) once; later runs "
+                                                "load the cached build", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        _jit_load(cpp_extension, name, sources, cuda, verbose)
+    finally:
+        notice.cancel()
+    if not _registered(torch):
+        raise BuildError("the pyalign C++ extension loaded but registered no torch.ops.pyalign_C ops")
+    return f"jit {name} ({time.time() - t0:.1f} s)"
+
+
+def _jit_load(cpp_extension, name, sources, cuda, verbose) -> None:
     cpp_extension.load(
         name=name, sources=sources, extra_include_paths=[str(CSRC / "include"), str(CSRC)],
         extra_cflags=CXX_FLAGS + [f"-DPYALIGN_SOURCE_DIGEST={source_digest()}"]
         + (["-DPYALIGN_WITH_CUDA"] if cuda else []),
         extra_cuda_cflags=NVCC_FLAGS if cuda else None, with_cuda=cuda, is_python_module=False,
         verbose=verbose)
-    if not _registered(torch):
-        raise BuildError("the pyalign C++ extension loaded but registered no torch.ops.pyalign_C ops")
-    return f"jit {name} ({time.time() - t0:.1f} s)"
 
 
 def _registered(torch) -> bool:
