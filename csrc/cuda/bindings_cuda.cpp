@@ -43,6 +43,15 @@ void check(cudaError_t err, const char* what) {
   TORCH_CHECK(err == cudaSuccess, "pyalign_C ", what, " launch failed: ", cudaGetErrorString(err));
 }
 
+// The optional base context, last dimension contiguous, checked against logits_pref (undefined if absent).
+at::Tensor base_context(const at::Tensor& zp, const c10::optional<at::Tensor>& logits_base, const char* op) {
+  if (!logits_base.has_value() || !logits_base->defined()) return at::Tensor();
+  at::Tensor zb = ldc(*logits_base);
+  TORCH_CHECK(zb.sizes() == zp.sizes() && zb.scalar_type() == zp.scalar_type(), op,
+              ": logits_base must match logits_pref");
+  return zb;
+}
+
 std::tuple<at::Tensor, at::Tensor> guided_sample(const at::Tensor& logits_pref,
                                                  const c10::optional<at::Tensor>& logits_base,
                                                  const at::Tensor& weight, const at::Tensor& temperature,
@@ -51,12 +60,7 @@ std::tuple<at::Tensor, at::Tensor> guided_sample(const at::Tensor& logits_pref,
   TORCH_CHECK(logits_pref.dim() == 2, "guided_sample: logits_pref must be [B, V]");
   c10::cuda::CUDAGuard guard(logits_pref.device());
   const at::Tensor zp = ldc(logits_pref);
-  at::Tensor zb;
-  if (logits_base.has_value() && logits_base->defined()) {
-    zb = ldc(*logits_base);
-    TORCH_CHECK(zb.sizes() == zp.sizes() && zb.scalar_type() == zp.scalar_type(),
-                "guided_sample: logits_base must match logits_pref");
-  }
+  const at::Tensor zb = base_context(zp, logits_base, "guided_sample");
   const auto dev = zp.device();
   const int64_t B = zp.size(0), V = zp.size(1);
   const at::Tensor w = prm(weight, at::kFloat, dev), tau = prm(temperature, at::kFloat, dev),
@@ -81,12 +85,7 @@ at::Tensor guided_logprobs(const at::Tensor& logits_pref, const c10::optional<at
   TORCH_CHECK(logits_pref.dim() == 2, "guided_logprobs: logits_pref must be [B, V]");
   c10::cuda::CUDAGuard guard(logits_pref.device());
   const at::Tensor zp = ldc(logits_pref);
-  at::Tensor zb;
-  if (logits_base.has_value() && logits_base->defined()) {
-    zb = ldc(*logits_base);
-    TORCH_CHECK(zb.sizes() == zp.sizes() && zb.scalar_type() == zp.scalar_type(),
-                "guided_logprobs: logits_base must match logits_pref");
-  }
+  const at::Tensor zb = base_context(zp, logits_base, "guided_logprobs");
   const int64_t B = zp.size(0), V = zp.size(1);
   const at::Tensor w = prm(weight, at::kFloat, zp.device());
   const int sms = sm_count();

@@ -20,6 +20,17 @@ __device__ __forceinline__ float to_float(double x) { return static_cast<float>(
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
 
+// z_i = zb + w (zp − zb) in fp32 (zp alone without a base context); sets `bad` on a NaN/+inf input.
+template <typename T>
+__device__ __forceinline__ float zval(const T* zp, const T* zb, int64_t i, float w, int& bad) {
+  const float a = to_float(zp[i]);
+  bad |= is_bad_value(a);
+  if (zb == nullptr) return a;
+  const float b = to_float(zb[i]);
+  bad |= is_bad_value(b);
+  return guided_combine(a, b, w);
+}
+
 __device__ __forceinline__ float load_dyn(int dtype, const void* p, int64_t i) {
   switch (dtype) {
     case kBF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);

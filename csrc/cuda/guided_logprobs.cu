@@ -8,16 +8,6 @@ namespace cuda {
 namespace {
 
 template <typename T>
-__device__ __forceinline__ float zval(const T* zp, const T* zb, int64_t i, float w, int& bad) {
-  const float a = to_float(zp[i]);
-  bad |= is_bad_value(a);
-  if (zb == nullptr) return a;
-  const float b = to_float(zb[i]);
-  bad |= is_bad_value(b);
-  return guided_combine(a, b, w);
-}
-
-template <typename T>
 __global__ void __launch_bounds__(kThreads) glp_stats_kernel(const T* __restrict__ zp0, const T* __restrict__ zb0,
                                                              int64_t sp, int64_t sb, int64_t V, const float* w,
                                                              int64_t chunk, float2* part, int* part_bad) {

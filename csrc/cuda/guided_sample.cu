@@ -32,16 +32,6 @@ __device__ __forceinline__ bool is_filtered(const RowP& r, int64_t V) {
 }
 
 template <typename T>
-__device__ __forceinline__ float zval(const T* zp, const T* zb, int64_t i, float w, int& bad) {
-  const float a = to_float(zp[i]);
-  bad |= is_bad_value(a);
-  if (zb == nullptr) return a;
-  const float b = to_float(zb[i]);
-  bad |= is_bad_value(b);
-  return guided_combine(a, b, w);
-}
-
-template <typename T>
 __device__ __forceinline__ void finalize(const T* zp, const T* zb, int64_t b, int64_t token, MaxSum ms, bool bad,
                                          float w, int64_t* tokens, float* logp) {
   if (bad || ms.m == -PYALIGN_INF || token < 0) {
