@@ -13,7 +13,7 @@
     KV caches (preference and base), two forwards per step (each batched over the B prompts), then the
     guided combination z_base + A (z_pref − z_base) and argmax.
 
-Both take the exact context token ids (``pyalign.generation.templates.context_ids``) and stop only after
+Both take the exact context token ids (``pyalign.preferences.batch_context_ids``) and stop only after
 ``max_new_tokens`` unless ``eos_token_ids`` are given, so their lengths match the benchmark's other rows.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from pyalign.generation.context import ContextBatch
+from pyalign.engine.batch import ContextBatch
 from pyalign.reference import amulet_iterative, guided_logits
 
 

@@ -18,7 +18,6 @@ configuration are kept), ``.md`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -45,18 +44,6 @@ FALLBACK_PROMPTS = ["How do I boil an egg?", "What is the capital of France?", "
                     "How do vaccines work?", "Describe a cat."]
 
 
-@contextlib.contextmanager
-def no_eos():
-    """Every row decodes exactly max_new_tokens tokens (pyalign.generate reads its EOS ids through this hook)."""
-    import pyalign.generation.generate as g
-    saved = g.eos_token_ids
-    g.eos_token_ids = lambda tokenizer, model: ()
-    try:
-        yield
-    finally:
-        g.eos_token_ids = saved
-
-
 def load_prompts(n: int) -> list[str]:
     try:
         from pyalign.evaluation.data import load_questions
@@ -81,9 +68,8 @@ def run_ours(model, tok, method, prompts, n, preference):
     import pyalign
     kw = dict(METHOD_KWARGS.get(method, {}))
     t0 = time.perf_counter()
-    with no_eos():
-        res = pyalign.generate(model, tok, prompts, preference=preference, method=method, max_new_tokens=n,
-                               temperature=0.0, **kw)
+    res = pyalign.generate(model, tok, prompts, preference=preference, method=method, max_new_tokens=n,
+                           temperature=0.0, ignore_eos=True, **kw)
     wall = time.perf_counter() - t0
     return wall, [len(r.token_ids) for r in res], [r.token_ids for r in res]
 
@@ -91,8 +77,8 @@ def run_ours(model, tok, method, prompts, n, preference):
 def run_baseline(model, tok, name, prompts, n, preference, full_seq_softmax=True):
     import baselines
     from pyalign import amulet_weight
-    from pyalign.generation.methods import pad_token_id
-    from pyalign.generation.templates import context_ids
+    from pyalign.engine.text import pad_token_id
+    from pyalign.preferences import batch_context_ids as context_ids
     t0 = time.perf_counter()
     pref, base = context_ids(tok, prompts, preference, "system")
     if name == "authors_amulet":
@@ -107,7 +93,7 @@ def run_baseline(model, tok, name, prompts, n, preference, full_seq_softmax=True
 
 def method_available(method: str) -> tuple[bool, str]:
     try:
-        from pyalign.generation.methods import get_method
+        from pyalign.methods import get_method
         get_method(method)
         return True, ""
     except Exception as e:  # noqa: BLE001

@@ -30,7 +30,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from pyalign.evaluation.report import PROXY, mean_ci, recompute_flags, write_report  # noqa: E402
+from pyalign.evaluation.report import mean_ci, proxy_metric, recompute_flags, write_report  # noqa: E402
 from pyalign.evaluation.runner import EvalConfig, parse_grid, read_jsonl, run_evaluation  # noqa: E402
 
 PREFERENCES = ("concise", "verbose", "uplifting", "creative")
@@ -52,7 +52,7 @@ def summarise(rows: list[dict], max_degenerate_frac: float = 0.125) -> str:
              f"CI excludes 0 on the positive side and at most {max_degenerate_frac:.0%} of its answers degenerate.", ""]
     best_lines = []
     for p in prefs:
-        metric, sign = PROXY.get(p, ("length_words", 1))
+        metric, sign = proxy_metric(p)
         lines += [f"## {p} (proxy: {metric}, intended {'down' if sign < 0 else 'up'})", "",
                   "| method | setting | placement | mean | base mean | effect ± 95% CI | degenerate | works |",
                   "|---|---|---|---|---|---|---|---|"]

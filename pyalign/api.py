@@ -4,9 +4,17 @@ Each function checks its arguments (shapes, dtypes, devices, ranges) with an err
 argument, draws per-row RNG keys from a ``torch.Generator`` when sampling, calls the op, and turns a
 row the kernel could not sample (token −1) into a clear error. Inference stacks that need no checks
 (CUDA-graph capture) call ``torch.ops.pyalign.<op>`` directly with the tensors described in ``_ops.py``.
+
+Cost: Python scalars are checked on the host and become cached [B] tensors (no allocation, no kernel per
+call); per-row tensors are checked by shape, dtype and device, and by value only on the CPU (on a GPU a value
+check is a host synchronisation: tensors there are taken as validated by the caller, e.g. once per request as
+``pyalign.engine`` does). The one remaining synchronisation on a GPU is the bad-row check of the result
+(``check_rows=False`` skips it: token −1 then marks such rows).
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Optional, Union
 
 import torch
@@ -59,7 +67,7 @@ def _raise_bad_rows(bad: torch.Tensor, inputs: dict[str, Optional[torch.Tensor]]
 
 
 def guided_logprobs(logits_pref: torch.Tensor, logits_base: Optional[torch.Tensor] = None,
-                    weight: PerRow = 1.0) -> torch.Tensor:
+                    weight: PerRow = 1.0, check_rows: bool = True) -> torch.Tensor:
     """log_softmax(z_base + w·(z_pref − z_base)) over the vocabulary: [B, V] fp32.
 
     ``weight`` is a float or one per row: Amulet's A (``pyalign.amulet_weight``), 1 + r for Linear
@@ -71,21 +79,47 @@ def guided_logprobs(logits_pref: torch.Tensor, logits_base: Optional[torch.Tenso
     """
     check_logit_pair(logits_pref, logits_base, "logits_pref", "logits_base")
     B = logits_pref.shape[0]
-    w = per_row(weight, B, "weight", torch.float32, logits_pref.device)
-    check_range(w, "weight", hint="a finite guidance weight is required")
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError("weight must be finite")
+    w = _row_param(weight, B, "weight", torch.float32, logits_pref.device, hint="a finite guidance weight is required")
     out = torch.ops.pyalign.guided_logprobs(_last_dim_contiguous(logits_pref), _last_dim_contiguous(logits_base), w)
-    bad = torch.isnan(out).any(dim=-1)
-    if bool(bad.any()):
-        _raise_bad_rows(bad, {"logits_pref": logits_pref, "logits_base": logits_base}, "log-probability")
+    if check_rows:                 # a bad row is NaN throughout: its first column tells, no [B, V] scan
+        bad = torch.isnan(out[:, 0])
+        if bool(bad.any()):
+            _raise_bad_rows(bad, {"logits_pref": logits_pref, "logits_base": logits_base}, "log-probability")
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _full(value, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached constant [B] tensor (ops never write their inputs, so sharing is safe)."""
+    return torch.full((batch,), value, dtype=dtype, device=device)
+
+
+def _row_param(value, batch: int, name: str, dtype: torch.dtype, device: torch.device, lo=None, hi=None,
+               lo_open: bool = False, hint: str = "") -> torch.Tensor:
+    """A per-row parameter as a contiguous [B] tensor: scalars checked on the host and cached; tensors checked by
+    metadata, and by value on the CPU only (see the module docstring)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = float(value)
+        bad = not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or \
+            (hi is not None and v > hi)
+        if bad:
+            bound = [f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []
+            bound += [f"<= {hi}"] if hi is not None else []
+            raise ValueError(f"{name} must be finite{' and ' + ' and '.join(bound) if bound else ''}, "
+                             f"got {value!r}. {hint}".strip())
+        return _full(int(value) if dtype == torch.int64 else v, batch, dtype, torch.device(device))
+    t = per_row(value, batch, name, dtype, device)
+    if t.device.type == "cpu":
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite, got {t.tolist()}")
+        check_range(t, name, lo=lo, hi=hi, lo_open=lo_open, hint=hint)
+    return t
 
 
 def guided_sample(logits_pref: torch.Tensor, logits_base: Optional[torch.Tensor] = None, weight: PerRow = 1.0,
                   temperature: PerRow = 1.0, top_k: PerRow = 0, top_p: PerRow = 1.0,
                   generator: Optional[torch.Generator] = None, *, seed: Optional[PerRow] = None,
-                  offset: PerRow = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                  offset: PerRow = 0, check_rows: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one token per row from softmax(z/τ), z = z_base + w·(z_pref − z_base), in one op.
 
     temperature 0 is greedy (argmax, ties to the smallest id); top_k 0 and top_p 1 disable the filters
@@ -96,23 +130,19 @@ def guided_sample(logits_pref: torch.Tensor, logits_base: Optional[torch.Tensor]
     check_logit_pair(logits_pref, logits_base, "logits_pref", "logits_base")
     B, V = logits_pref.shape
     dev = logits_pref.device
-    w = per_row(weight, B, "weight", torch.float32, dev)
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError("weight must be finite")
-    tau = per_row(temperature, B, "temperature", torch.float32, dev)
-    check_range(tau, "temperature", lo=0.0, hint="use 0 for greedy decoding")
-    if not bool(torch.isfinite(tau).all()):
-        raise ValueError("temperature must be finite (0 = greedy)")
-    k = per_row(top_k, B, "top_k", torch.int64, dev)
-    check_range(k, "top_k", lo=0, hint="use 0 to disable top-k")
-    p = per_row(top_p, B, "top_p", torch.float32, dev)
-    check_range(p, "top_p", lo=0.0, hi=1.0, lo_open=True, hint="top_p must lie in (0, 1]; use 1.0 to disable")
-    rng = make_rng(B, dev, generator, seed, offset)
+    w = _row_param(weight, B, "weight", torch.float32, dev, hint="a finite guidance weight is required")
+    tau = _row_param(temperature, B, "temperature", torch.float32, dev, lo=0.0, hint="use 0 for greedy decoding")
+    k = _row_param(top_k, B, "top_k", torch.int64, dev, lo=0, hint="use 0 to disable top-k")
+    p = _row_param(top_p, B, "top_p", torch.float32, dev, lo=0.0, hi=1.0, lo_open=True,
+                   hint="top_p must lie in (0, 1]; use 1.0 to disable")
+    if seed is None and generator is None and isinstance(temperature, (int, float)) and temperature == 0:
+        rng = _full(0, 2 * B, torch.int64, torch.device(dev)).view(B, 2)     # greedy: the key is never read
+    else:
+        rng = make_rng(B, dev, generator, seed, offset)
     tokens, logp = torch.ops.pyalign.guided_sample(_last_dim_contiguous(logits_pref),
                                                    _last_dim_contiguous(logits_base), w, tau, k, p, rng)
-    bad = tokens < 0
-    if bool(bad.any()):
-        _raise_bad_rows(bad, {"logits_pref": logits_pref, "logits_base": logits_base}, "logit")
+    if check_rows and bool(tokens.min() < 0):
+        _raise_bad_rows(tokens < 0, {"logits_pref": logits_pref, "logits_base": logits_base}, "logit")
     return tokens, logp
 
 

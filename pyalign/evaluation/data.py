@@ -8,9 +8,9 @@ A question set is a file:
 Short names resolve to the shipped sets: ``helpsteer``, ``ultrachat``, ``personal``, ``koala`` (looked up
 in ``$PYALIGN_DATA``, ``pyalign/data/`` and ``../shared/data/`` of the repository).
 
-Preferences: Amulet's 8 named ones (creative, sycophantic, verbose, complex, formal, pleasant, concise,
-uplifting), PAD's three dimensions (helpful, harmless, humor; passed to the methods as free text), or any
-free text.
+Preferences (records in ``pyalign.preferences``): Amulet's 8 named ones (creative, sycophantic, verbose,
+complex, formal, pleasant, concise, uplifting), PAD's three dimensions (labels helpful, harmless, humor; passed
+to the methods as the free text of their record: "humorous" for humor), or any free text.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import json
 import os
 import pathlib
 from typing import Optional, Sequence, Union
+
+from ..preferences import NAMED_PREFERENCES, PAD_PREFERENCES, Preference, get_preference  # noqa: F401
 
 QUESTION_FIELDS = ("question", "prompt", "instruction", "text", "input")
 ID_FIELDS = ("index", "id", "idx", "question_id")
@@ -30,13 +32,9 @@ ALIASES = {
     "koala": "pad_koala_eval_50.json",
 }
 
-AMULET_PREFERENCES = ("creative", "sycophantic", "verbose", "complex", "formal", "pleasant", "concise", "uplifting")
-#: PAD's preference dimensions, written as the principle the methods receive (free text).
-PAD_PREFERENCES = {
-    "helpful": "helpful",
-    "harmless": "harmless",
-    "humor": "humorous",
-}
+#: Amulet's 8 preference labels, in the paper's order.
+AMULET_PREFERENCES = tuple(NAMED_PREFERENCES)
+# PAD_PREFERENCES (from pyalign.preferences): PAD's dimensions, label -> record (``name``: the methods' free text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,15 +134,17 @@ def parse_preferences(spec: Union[str, Sequence[str]]) -> list[str]:
     return parts
 
 
+def preference_record(pref: str) -> Preference:
+    """The record of a preference label (PAD's labels map to their dimension's record)."""
+    dim = PAD_PREFERENCES.get(pref.lower()) if isinstance(pref, str) else None
+    return dim if dim is not None else get_preference(pref)
+
+
 def preference_text(pref: str) -> str:
     """The phrase given to the decoding methods for a preference label."""
-    return PAD_PREFERENCES.get(pref.lower(), pref)
+    return preference_record(pref).name
 
 
 def preference_sentence(pref: str) -> str:
     """The instruction sentence a method puts in its prompt (used to detect answers that echo it)."""
-    try:
-        from ..generation.templates import preference_sentence as ps
-        return ps(preference_text(pref))
-    except Exception:  # noqa: BLE001 (templates not importable: fall back to Amulet's sentence)
-        return f"Your answer should be {preference_text(pref)} as much as possible."
+    return preference_record(pref).sentence

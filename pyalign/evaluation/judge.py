@@ -18,9 +18,12 @@ import math
 import os
 import re
 import urllib.request
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
+
+from ..chat import render_chat
+from ..scoring import SequenceClassifier
 
 JUDGE_SYSTEM = ("You are a careful judge. You compare two answers to the same question and decide which one "
                 "better follows the stated preference while still answering the question.")
@@ -32,16 +35,6 @@ JUDGE_TEMPLATE = ("Question: {question}\n\nPreference: the answer should be {pre
 def judge_messages(question: str, preference: str, a: str, b: str) -> list[dict]:
     return [{"role": "system", "content": JUDGE_SYSTEM},
             {"role": "user", "content": JUDGE_TEMPLATE.format(question=question, preference=preference, a=a, b=b)}]
-
-
-def _render(tokenizer, messages: list[dict]) -> list[int]:
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        return list(ids)
-    text = "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
-    return tokenizer(text)["input_ids"]
 
 
 def win_rate(probs: Sequence[float]) -> float:
@@ -78,7 +71,7 @@ class LocalJudge:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         cut = self.max_answer_chars
         for i in range(0, len(items), self.batch_size):
-            seqs = [_render(self.tokenizer, judge_messages(q, p, a[:cut], b[:cut]))
+            seqs = [render_chat(self.tokenizer, judge_messages(q, p, a[:cut], b[:cut]))
                     for q, p, a, b in items[i:i + self.batch_size]]
             n = max(len(s) for s in seqs)
             ids = torch.full((len(seqs), n), pad, dtype=torch.long)
@@ -145,42 +138,18 @@ class OpenAIJudge:
 
 
 class RewardModel:
-    """Any local Hugging Face sequence-classification reward model.
+    """A local Hugging Face sequence-classification reward model as an evaluation metric: the one scorer of
+    ``pyalign.scoring.SequenceClassifier`` (the same pair format and head as the ARGS/PANDA reward), returning
+    plain floats (NaN where the model gives a non-finite score).
 
-    ``head`` picks the score: an int indexes the logits (multi-objective heads such as ArmoRM's 19
-    objectives), or the name of an output attribute (ArmoRM's remote code returns ``score``). The pair is
-    formatted with the reward model's chat template when it has one, else ``prompt\\n\\nresponse``."""
+    ``head``: None = the model's score (ArmoRM's ``score``, else logit 0), an int = objective / logit index
+    (a string of digits too), another string = an output attribute name."""
 
-    def __init__(self, path: str, head: Union[int, str] = 0, device: str = "cpu", trust_remote_code: bool = False,
-                 max_length: int = 2048):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"reward model {path!r} does not exist: pass a local Hugging Face model directory")
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            path, trust_remote_code=trust_remote_code).eval().to(device)
-        self.head = int(head) if isinstance(head, str) and head.lstrip("-").isdigit() else head
-        self.device = device
-        self.max_length = max_length
+    def __init__(self, path: str, head=None, device: str = "cpu", trust_remote_code: Optional[bool] = None,
+                 max_length: int = 2048, batch_size: int = 8):
+        self.scorer = SequenceClassifier(path, head=head, device=device, trust_remote_code=trust_remote_code,
+                                         max_length=max_length, batch_size=batch_size)
+        self.model, self.tokenizer, self.head = self.scorer.model, self.scorer.tokenizer, self.scorer.head
 
-    @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        out = []
-        for prompt, response in zip(prompts, responses):
-            if getattr(self.tokenizer, "chat_template", None):
-                ids = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
-                    tokenize=True, return_tensors="pt", return_dict=True)
-                enc = {k: v[:, -self.max_length:].to(self.device) for k, v in ids.items()}
-            else:
-                enc = self.tokenizer(prompt + "\n\n" + response, return_tensors="pt", truncation=True,
-                                     max_length=self.max_length).to(self.device)
-            res = self.model(**enc)
-            if isinstance(self.head, str):
-                val = getattr(res, self.head)
-                val = val.reshape(-1)[0]
-            else:
-                val = res.logits.reshape(-1)[self.head]
-            v = float(val)
-            out.append(v if math.isfinite(v) else float("nan"))
-        return out
+        return [v if math.isfinite(v) else float("nan") for v in self.scorer.score(prompts, responses).tolist()]

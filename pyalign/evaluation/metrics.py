@@ -8,14 +8,17 @@ Definitions (per response):
     rep-n           = 1 − |unique n-grams| / |n-grams|     (0 when the text has fewer than n words)
     diversity       = Π_{n=2..4} (1 − rep-n)
 
-Coherence (prompt/response cosine of MiniLM embeddings) is in ``embeddings.py``; reward-model scores and the
-pairwise judge are in ``judge.py``.
+Sentiment is VADER's, from ``pyalign.scoring`` (shared with the sentiment reward). Coherence (prompt/response
+cosine of MiniLM embeddings) is in ``embeddings.py``; reward-model scores and the pairwise judge are in
+``judge.py``.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 from typing import Optional, Sequence, Union
+
+from ..scoring.sentiment import vader_compound
 
 TextOrTokens = Union[str, Sequence]
 
@@ -84,19 +87,9 @@ def corpus_distinct_n(texts: Sequence[TextOrTokens], n: int) -> float:
     return len(counts) / total if total else 0.0
 
 
-_VADER = None
-
-
 def sentiment(text: str) -> float:
-    """VADER compound score in [−1, 1] (needs ``vaderSentiment``)."""
-    global _VADER
-    if _VADER is None:
-        try:
-            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-        except ImportError as e:  # pragma: no cover
-            raise ImportError("sentiment needs vaderSentiment: pip install vaderSentiment") from e
-        _VADER = SentimentIntensityAnalyzer()
-    return float(_VADER.polarity_scores(text)["compound"])
+    """VADER compound score in [−1, 1] (``pyalign.scoring``: the analyzer the sentiment reward uses too)."""
+    return vader_compound([text])[0]
 
 
 _NORM = re.compile(r"[^a-z0-9 ]+")

@@ -21,12 +21,6 @@ from . import data as data_mod
 from .metrics import degeneration_flags
 from .runner import _system_sentences, read_jsonl
 
-#: preference -> (metric, direction): the metric the preference should move, and which way (+1 up, −1 down)
-PROXY = {
-    "concise": ("length_words", -1), "verbose": ("length_words", +1), "complex": ("length_words", +1),
-    "uplifting": ("sentiment", +1), "pleasant": ("sentiment", +1), "sycophantic": ("sentiment", +1),
-    "creative": ("distinct_2", +1), "humor": ("sentiment", +1), "humorous": ("sentiment", +1),
-}
 METRICS = [("length_tokens", "length (tokens)"), ("length_words", "length (words)"), ("distinct_1", "distinct-1"),
            ("distinct_2", "distinct-2"), ("rep_2", "rep-2"), ("rep_4", "rep-4"), ("diversity", "diversity"),
            ("coherence", "coherence"), ("sentiment", "sentiment (VADER)"), ("reward", "reward"),
@@ -34,9 +28,14 @@ METRICS = [("length_tokens", "length (tokens)"), ("length_words", "length (words
 
 
 def proxy_metric(pref: str, available: Sequence[str] = ()) -> tuple[str, int]:
-    p = pref.lower()
-    if p in PROXY:
-        return PROXY[p]
+    """(metric, direction) the preference should move: its record's proxy (``pyalign.preferences``), else the
+    reward-model score or the win rate when present, else the length in words."""
+    try:
+        rec = data_mod.preference_record(pref)
+    except ValueError:               # a label that is no valid preference (a typo in old results)
+        rec = None
+    if rec is not None and rec.proxy:
+        return rec.proxy, rec.proxy_sign
     for m in ("reward", "win_vs_base"):
         if m in available:
             return m, +1

@@ -111,7 +111,7 @@ class EvalConfig:
     sentiment: bool = True
     embedding_model: Optional[str] = None
     reward_model: Optional[str] = None
-    reward_head: Union[int, str] = 0
+    reward_head: Union[int, str, None] = None     # None: the model's score (see pyalign.scoring.classifier)
     judge: Optional[str] = None            # None, "local", or an OpenAI-compatible base URL
     judge_model: Optional[str] = None      # a local judge model path, or the endpoint's model name
     progress: bool = True
@@ -237,15 +237,15 @@ class Evaluator:
             import pyalign
             gen = getattr(pyalign, "generate", None)
             if gen is None:
-                from ..generation.generate import generate as gen
+                from ..engine.generate import generate as gen
             model, tok = self._load_model()
             self._generate_fn = lambda prompts, **kw: gen(model, tok, prompts, **kw)
         return self._generate_fn
 
     def encoder(self):
         if self._encoder is None:
-            from .embeddings import SentenceEncoder
-            self._encoder = SentenceEncoder(self.config.embedding_model)
+            from ..scoring import shared_encoder
+            self._encoder = shared_encoder(self.config.embedding_model)
         return self._encoder
 
     def reward(self):
@@ -395,7 +395,8 @@ class Evaluator:
     def _coherence(self, prompts, texts) -> list:
         if not self.config.coherence:
             return [None] * len(texts)
-        return self.encoder().coherence(prompts, texts)
+        from .embeddings import coherence_scores
+        return coherence_scores(prompts, texts, self.encoder())
 
     def _judge_rows(self, rows: list[dict], base_text: dict) -> None:
         judge = self.judge()
@@ -420,11 +421,8 @@ def _system_sentences() -> list[str]:
     """The sentences of Amulet's system prompt (an answer reciting them is degenerate)."""
     global _SYS
     if _SYS is None:
-        try:
-            from ..generation.templates import AMULET_SYSTEM_PROMPT
-            sp = AMULET_SYSTEM_PROMPT.replace("{preference}", "")
-        except Exception:  # noqa: BLE001
-            sp = ""
+        from ..preferences import AMULET_SYSTEM_PROMPT
+        sp = AMULET_SYSTEM_PROMPT.replace("{preference}", "")
         _SYS = [s.strip() + "." for s in sp.split(".") if len(s.split()) >= 6]
     return _SYS
 

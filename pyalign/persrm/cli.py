@@ -23,6 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--max-response-tokens", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--placement", choices=("system", "user"), default="system",
+                   help="where PAD's principle goes in the training contexts (decode PAD with the same --placement)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.set_defaults(func=run)
     return p
@@ -33,7 +35,8 @@ def run(args) -> int:
     try:
         res = train_persrm(args.pairs, args.out, model_path=args.model, epochs=args.epochs, lr=args.lr,
                            beta=args.beta, batch_size=args.batch_size, max_steps=args.max_steps, resume=args.resume,
-                           save_every=args.save_every, seed=args.seed, max_response_tokens=args.max_response_tokens)
+                           save_every=args.save_every, seed=args.seed, max_response_tokens=args.max_response_tokens,
+                           placement=args.placement)
     except KeyboardInterrupt:
         return 130
     h = res["history"]

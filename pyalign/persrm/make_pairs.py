@@ -1,9 +1,10 @@
 """Build a small PersRM pair set, P-Soups style (simulated preferences).
 
-For each question (from the JSON files in ``../shared/data/`` beside the repository: fields ``question`` or ``prompt``) and each
+For each question (the question sets in ``../shared/data/`` beside the repository, read like the evaluation's) and each
 preference p: chosen = the model's answer WITH the preference prompt (method ``pref``, Amulet's preference
 sentence), rejected = its answer WITHOUT it (method ``base``), or with the opposite preference
-(``--negative opposite``). Greedy by default; identical chosen/rejected answers are skipped.
+(``--negative opposite``: the preference record's ``opposite``, e.g. "long-winded and verbose" for
+concise). Greedy by default; identical chosen/rejected answers are skipped.
 
     python bench/make_persrm_pairs.py --out pairs.jsonl --n 16 --preferences uplifting,concise
 """
@@ -14,24 +15,29 @@ import json
 import pathlib
 import sys
 
+from ..preferences import get_preference
+
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"   # ../shared/data
-OPPOSITE_PREF = {"uplifting": "depressing", "concise": "verbose", "verbose": "concise", "formal": "casual",
-                 "creative": "conventional", "complex": "simple", "pleasant": "unpleasant", "sycophantic": "critical"}
 
 
 def load_questions(data_dir=DEFAULT_DATA, n: int = 16, files=None) -> list[str]:
-    qs = []
+    """The first ``n`` distinct questions of the question sets ``files`` (default: every ``*.json`` of
+    ``data_dir``), each read by ``pyalign.evaluation.data.load_questions``; files that are not question sets
+    are skipped."""
+    from ..evaluation.data import load_questions as read_question_set
+    qs: list[str] = []
+    seen: set[str] = set()
     paths = [pathlib.Path(f) for f in files] if files else sorted(pathlib.Path(data_dir).glob("*.json"))
     for path in paths:
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            questions = read_question_set(path)
+        except (ValueError, UnicodeDecodeError):        # not a question set (json errors are ValueErrors)
             continue
-        for row in data if isinstance(data, list) else []:
-            if isinstance(row, dict):
-                q = row.get("question") or row.get("prompt")
-                if isinstance(q, str) and q.strip() and q not in qs:
-                    qs.append(q.strip())
+        for q in questions:
+            text = q.text.strip()
+            if text not in seen:
+                seen.add(text)
+                qs.append(text)
     if not qs:
         raise FileNotFoundError(f"no questions found in {data_dir}")
     return qs[:n]
@@ -39,7 +45,7 @@ def load_questions(data_dir=DEFAULT_DATA, n: int = 16, files=None) -> list[str]:
 
 def build_pairs(model, tok, questions, preferences, max_new_tokens: int = 64, negative: str = "base",
                 batch_size: int = 4, log=None) -> list[dict]:
-    from ..generation.generate import generate
+    from ..engine.generate import generate
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     pairs = []
     for pref in preferences:
@@ -47,7 +53,7 @@ def build_pairs(model, tok, questions, preferences, max_new_tokens: int = 64, ne
             qs = questions[i:i + batch_size]
             ch = generate(model, tok, qs, pref, method="pref", max_new_tokens=max_new_tokens)
             if negative == "opposite":
-                rj = generate(model, tok, qs, OPPOSITE_PREF.get(pref, f"not {pref}"), method="pref",
+                rj = generate(model, tok, qs, get_preference(pref).opposite, method="pref",
                               max_new_tokens=max_new_tokens)
             else:
                 rj = generate(model, tok, qs, None, method="base", max_new_tokens=max_new_tokens)

@@ -2,8 +2,8 @@
 
 Loss of the paper, per pair (x, y_w, y_l) with preference dimensions d = 1..D and weights w_p:
 
-    φ_d(y)  = Σ_t β (log π_θ(y_t | s_t) − log π_ref(y_t | s_t)),   s_t = PAD's principle prompt of dimension d
-                                                                 (templates.pad_prompt) + y_<t
+    φ_d(y)  = Σ_t β (log π_θ(y_t | s_t) − log π_ref(y_t | s_t)),   s_t = PAD's principle context of dimension d
+                                        (preferences.context_ids(..., template="pad"), as PAD decodes) + y_<t
     loss    = −log σ( Σ_d w_d (φ_d(y_w) − φ_d(y_l)) )
 
 π_ref is the frozen starting model (its log-probs are computed once, before the first step, and kept in the
@@ -12,7 +12,8 @@ checkpoint (model, optimizer, data position, history, reference log-probs) is wr
 ``save_every`` steps and when the run is interrupted (KeyboardInterrupt / SIGTERM); ``resume=True``
 continues from it with the same data order (the shuffle of epoch e is seeded by seed + e), so an interrupted
 run reaches exactly the state of an uninterrupted one. The output directory is a causal-LM directory plus
-``persrm.json`` (β, reference model, preferences), which ``method="pad"`` (``reward=DIR``) loads.
+``persrm.json`` (β, reference model, preferences, placement of the principle), which ``method="pad"``
+(``reward=DIR``) loads.
 
 Held-out "preference accuracy" = the fraction of pairs whose reward margin Σ_d w_d (φ_d(y_w) − φ_d(y_l)) is > 0,
 ties counting ½ (before training π_θ = π_ref, every margin is 0, so the accuracy is 0.5).
@@ -33,24 +34,27 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
+from ..preferences import PLACEMENTS, context_ids, get_preference
 from .data import Pair, load_pairs
 
 CKPT = "checkpoint"
 
 
-def _chat(tok, prompt: str, preference: str) -> list[int]:
-    from ..generation.templates import chat_ids, pad_prompt
-    return chat_ids(tok, [{"role": "user", "content": pad_prompt(prompt, preference)}])
+def _principle_ids(tok, prompt: str, preference: str, placement: str = "system") -> list[int]:
+    """PAD's principle context of one prompt and dimension: the same ids PAD's reward rows use."""
+    return context_ids(tok, prompt, get_preference(preference), placement, template="pad")[0]
 
 
-def encode_pairs(pairs: Sequence[Pair], tok, max_response_tokens: int = 256) -> list[dict]:
+def encode_pairs(pairs: Sequence[Pair], tok, max_response_tokens: int = 256,
+                 placement: str = "system") -> list[dict]:
     """Per pair and dimension: context ids (principle prompt) and chosen/rejected response ids (+ EOS)."""
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     out = []
     for p in pairs:
         ch = list(tok(p.chosen, add_special_tokens=False)["input_ids"])[:max_response_tokens] + eos
         rj = list(tok(p.rejected, add_special_tokens=False)["input_ids"])[:max_response_tokens] + eos
-        out.append({"ctx": [_chat(tok, p.prompt, d) for d in p.preferences], "chosen": ch, "rejected": rj,
+        out.append({"ctx": [_principle_ids(tok, p.prompt, d, placement) for d in p.preferences],
+                    "chosen": ch, "rejected": rj,
                     "weights": list(p.weights)})
     return out
 
@@ -107,10 +111,10 @@ def reference_logps(ref_model, enc: list[dict], pad_id: int, batch_size: int = 8
 
 @torch.no_grad()
 def preference_accuracy(model, ref_model, tok, pairs: Sequence[Pair], beta: float = 0.1, batch_size: int = 8,
-                        max_response_tokens: int = 256) -> tuple[float, float]:
+                        max_response_tokens: int = 256, placement: str = "system") -> tuple[float, float]:
     """(accuracy with ties ½, mean margin) of the PersRM reward on ``pairs``."""
     model.eval()
-    enc = encode_pairs(pairs, tok, max_response_tokens)
+    enc = encode_pairs(pairs, tok, max_response_tokens, placement)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     refs = reference_logps(ref_model, enc, pad, batch_size)
     ms = []
@@ -144,7 +148,7 @@ def train_persrm(pairs: Union[str, pathlib.Path, Sequence[Pair]], out: Union[str
                  model=None, tokenizer=None, model_path=None, epochs: int = 1, lr: float = 5e-6,
                  beta: float = 0.1, batch_size: int = 4, max_steps: Optional[int] = None, resume: bool = False,
                  save_every: int = 50, log_every: int = 1, seed: int = 0, max_response_tokens: int = 256,
-                 weight_decay: float = 0.0, log: Callable[[str], None] = None,
+                 weight_decay: float = 0.0, placement: str = "system", log: Callable[[str], None] = None,
                  on_step: Optional[Callable[[int, float], None]] = None) -> dict:
     """Train a PersRM; returns a summary dict (steps, loss history, output dir).
 
@@ -161,6 +165,8 @@ def train_persrm(pairs: Union[str, pathlib.Path, Sequence[Pair]], out: Union[str
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("save_every", save_every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be 'system' or 'user', got {placement!r}")
     if not (lr > 0 and math.isfinite(lr)) or not (beta > 0 and math.isfinite(beta)):
         raise ValueError(f"lr and beta must be finite and > 0, got lr={lr}, beta={beta}")
     in_memory = model is not None
@@ -174,15 +180,17 @@ def train_persrm(pairs: Union[str, pathlib.Path, Sequence[Pair]], out: Union[str
     for p in ref_model.parameters():
         p.requires_grad_(False)
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    enc = encode_pairs(pair_list, tok, max_response_tokens)
+    enc = encode_pairs(pair_list, tok, max_response_tokens, placement)
     n_batches = math.ceil(len(enc) / batch_size)
     total = epochs * n_batches if max_steps is None else min(max_steps, epochs * n_batches)
     state = {"step": 0, "history": [], "config": {"lr": lr, "beta": beta, "batch_size": batch_size, "seed": seed,
-                                                   "epochs": epochs, "num_pairs": len(enc)}}
+                                                   "epochs": epochs, "num_pairs": len(enc),
+                                                   "placement": placement}}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     if resume and (ck / "state.json").exists():
         st = json.loads((ck / "state.json").read_text())
-        for key in ("beta", "batch_size", "seed", "num_pairs"):
+        st["config"].setdefault("placement", "system")       # checkpoints from before placement was recorded
+        for key in ("beta", "batch_size", "seed", "num_pairs", "placement"):
             if st["config"].get(key) != state["config"][key]:
                 raise ValueError(f"cannot resume: {key} was {st['config'].get(key)} in the checkpoint, now "
                                  f"{state['config'][key]} (use the same pairs and settings, or start afresh)")
@@ -276,7 +284,8 @@ def train_persrm(pairs: Union[str, pathlib.Path, Sequence[Pair]], out: Union[str
             tok.save_pretrained(d / "ref")
         meta = {"format": "pyalign-persrm/1", "beta": beta, "ref_model": "ref" if in_memory else ref_name,
                 "preferences": sorted({p for x in pair_list for p in x.preferences}), "steps": state["step"],
-                "template": "pad", "final_loss": state["history"][-1]["loss"] if state["history"] else None}
+                "template": "pad", "placement": placement,
+                "final_loss": state["history"][-1]["loss"] if state["history"] else None}
         (d / "persrm.json").write_text(json.dumps(meta, indent=1))
     final_tmp_parent = out
     final_tmp_parent.mkdir(parents=True, exist_ok=True)

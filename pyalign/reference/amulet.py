@@ -17,14 +17,27 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 
 from .._validation import check_amulet_hyper, check_logit_pair
 
 
+class AmuletHyper(NamedTuple):
+    T: int
+    alpha: float
+    lam: float
+    eta: float
+
+
+#: The official code's hyper-parameters (the package defaults, written here once).
+OFFICIAL = AmuletHyper(T=60, alpha=2.0, lam=2.0, eta=10.0)
+
+
 @functools.lru_cache(maxsize=1024)
-def amulet_weight(T: int = 60, alpha: float = 2.0, lam: float = 2.0, eta: float = 10.0) -> float:
+def amulet_weight(T: int = OFFICIAL.T, alpha: float = OFFICIAL.alpha, lam: float = OFFICIAL.lam,
+                  eta: float = OFFICIAL.eta) -> float:
     """The Amulet guidance coefficient A = A_{T+1} (≈ 5.6487 at the official T=60, α=2, λ=2, η=10).
 
     A_1 = 1,  A_{t+1} = (λη t + ηα Σ_{i≤t} A_i + A_t) / (λη t + 1).
@@ -43,8 +56,8 @@ def amulet_weight(T: int = 60, alpha: float = 2.0, lam: float = 2.0, eta: float 
     return a_t
 
 
-def amulet_iterative(logits_pref: torch.Tensor, logits_base: torch.Tensor, T: int = 60, alpha: float = 2.0,
-                     lam: float = 2.0, eta: float = 10.0) -> torch.Tensor:
+def amulet_iterative(logits_pref: torch.Tensor, logits_base: torch.Tensor, T: int = OFFICIAL.T,
+                     alpha: float = OFFICIAL.alpha, lam: float = OFFICIAL.lam, eta: float = OFFICIAL.eta) -> torch.Tensor:
     """The paper's literal T-step loop (the executable definition): log π_{T+1}, [B, V], in the input's float
     precision (fp64 stays fp64, anything else is computed in fp32)."""
     T, alpha, lam, eta = check_amulet_hyper(T, alpha, lam, eta)

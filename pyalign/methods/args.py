@@ -20,13 +20,18 @@ opposite preference instead), ``k``. The returned log-prob is log_softmax over t
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import torch
 
 from ..api import rescore_candidates, topk_candidates
-from ..generation.context import ContextBatch
-from ..generation.methods import DecodingMethod, register_method
+from ..engine.batch import ContextBatch
+from ..errors import InvalidArgument
+from ..reward_guided.rewards import load_reward
 from .pad import check_k
-from .rewards import load_reward
+from .registry import MethodParams, param, register_method
+from .session import RewardSession, SessionMethod
 
 BASE_TERMS = ("logprob", "prob", "logit")
 
@@ -44,59 +49,36 @@ def base_terms(logits: torch.Tensor, candidates: torch.Tensor, form: str = "logp
     raise ValueError(f"base_term must be one of {', '.join(BASE_TERMS)}, got {form!r}")
 
 
-@register_method("args")
-class ARGS(DecodingMethod):
-    """ARGS decoding with one weight w (PANDA subclasses it with a λ set)."""
+class ARGSSession(RewardSession):
+    """ARGS on one group of requests (same preference and parameters); PANDA's session subclasses it."""
 
-    requires_preference = True
-    default_base_term = "logprob"
-
-    def __init__(self, model, tokenizer, prompts, preference, config):
-        super().__init__(model, tokenizer, prompts, preference, config)
-        ex = config.extra
-        self.k = check_k(ex.get("k", 10), model)
-        self.base_term = ex.get("base_term", self.default_base_term)
-        if self.base_term not in BASE_TERMS:
-            raise ValueError(f"base_term must be one of {', '.join(BASE_TERMS)}, got {self.base_term!r}")
-        if isinstance(preference, (list, tuple)):
-            raise ValueError(f"method {self.name!r} takes one preference (several dimensions: method 'pad')")
-        self.setup_weights(ex)
-        _, base = self.context_ids()
-        self.num_prompt_tokens = [len(s) for s in base]
-        self.ctx = ContextBatch(model, base, self.pad_id, config.max_new_tokens)
-        self.reward = load_reward(ex.get("reward"), preference, head=ex.get("reward_head"),
-                                  device=next(model.parameters()).device)
-        self.session = self.reward.session(self.prompts, preference, tokenizer)
+    def __init__(self, engine, requests):
+        super().__init__(engine, requests)
+        prm = self.params
+        self.k = check_k(prm.k, self.model)
+        self.base_term = prm.base_term
+        self.setup_weights(prm)
+        self.ctx = ContextBatch(self.model, self.base_ids, self.pad_id, self.max_new_tokens)
+        self.reward = load_reward(prm.reward, self.preference, head=prm.reward_head, device=self.device)
+        self.session = self.reward.session(self.prompts, self.preference, self.tokenizer)
         self.last_rewards = None     # [B, k] rewards of the last step (inspection, tests)
         self.last_candidates = None
 
-    def setup_weights(self, ex) -> None:
-        w = ex.get("reward_weight")
-        w = 1.0 if w is None else w
-        if isinstance(w, (list, tuple)):
-            if len(w) != 1:
-                raise ValueError("method 'args' takes one reward_weight (several dimensions: method 'pad')")
-            w = w[0]
-        w = float(w)
-        if not (w >= 0.0) or w == float("inf"):
-            raise ValueError(f"reward_weight must be a finite number >= 0 for method {self.name!r}, got {w}: a "
-                             "negative weight rewards the opposite of the preference; ask for the opposite preference")
-        self.weight = w
+    def setup_weights(self, prm) -> None:
+        self.weight = 1.0 if prm.reward_weight is None else prm.reward_weight
 
     def lambdas(self) -> torch.Tensor:
         """[B, M] weights of this step (ARGS: the single w)."""
         return torch.full((self.B, 1), self.weight)
 
     def _choose(self, logits: torch.Tensor):
-        c = self.config
         _, cand = topk_candidates(logits, self.k)
         b = base_terms(logits, cand, self.base_term)
         r = self.session.score(cand).to(b.device, torch.float32)
         self.last_rewards, self.last_candidates = r, cand
         lam = self.lambdas().to(b.device)
-        seeds = self.seeds.to(b.device) if isinstance(self.seeds, torch.Tensor) else self.seeds
-        tokens, pos, m = rescore_candidates(b, r, cand, lam, logits.shape[-1], c.temperature, c.generator,
-                                            seed=seeds, offset=self.step)
+        tokens, pos, m = rescore_candidates(b, r, cand, lam, logits.shape[-1], self.temperature,
+                                            seed=self.seeds, offset=self.step_index)
         self.last_lambda_index = m
         chosen_lam = lam.gather(-1, m[:, None])
         logp = torch.log_softmax(b + chosen_lam * r, dim=-1).gather(-1, pos[:, None]).squeeze(-1)
@@ -106,7 +88,24 @@ class ARGS(DecodingMethod):
         return self._choose(self.ctx.prefill())
 
     def advance(self, tokens):
-        self.step += 1
         tokens = tokens.reshape(-1)
         self.session.advance(tokens)
         return self._choose(self.ctx.step(tokens))
+
+
+@dataclasses.dataclass(frozen=True)
+class ARGSParams(MethodParams):
+    k: int = param(10, "candidates per step (top-k of the base model)", minimum=1)
+    reward_weight: Optional[float] = param(None, "reward weight w >= 0 (default 1; a negative weight would reward "
+                                                 "the opposite preference: ask for that preference instead)",
+                                           minimum=0.0)
+    reward: Optional[object] = param(None, "'embedding' (MiniLM), 'sentiment' (VADER), a local reward-model or "
+                                           "PersRM directory (default: the preference's default reward)")
+    reward_head: Optional[int] = param(None, "output head of a multi-head reward model", minimum=0)
+    base_term: str = param("logprob", "π_b term of the score", choices=BASE_TERMS)
+
+
+@register_method
+class ARGS(SessionMethod):
+    name, Params, Session = "args", ARGSParams, ARGSSession
+    summary = "ARGS: top-k of the base model rescored by a sequence reward model, logit + w·r"

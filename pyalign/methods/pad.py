@@ -12,7 +12,12 @@ Reward model (``reward=``):
 * default (None / "prompt"): the **prompt-induced reward** -- PAD's authors never released a trained PersRM,
   so the reward model is the base model itself with the principle in PAD's prompt form
   (``[Guidelines] … [Principles] {principle} [Instruction] {question}``), and the reference is the base
-  model on the plain question (the base rows themselves, as in the authors' code). The base rows and the
+  model on the plain question (the base rows themselves, as in the authors' code).
+  Prompts come from the one prompt path, ``pyalign.preferences.context_ids``: the base rows are the base
+  context of every method (Amulet's system prompt, empty preference), the principle rows
+  ``template="pad"`` with the same system prompt and ``placement`` ("user": the whole form in the user turn,
+  the paper's; "system": guidelines and principle in the system prompt, ``[Instruction] {question}`` as
+  the user turn). The base rows and the
   D principle rows of every prompt share ONE ContextBatch: one batched forward of B·(1+D) rows per step.
   ``ref_model=PATH`` replaces the reference by another model (same vocabulary) on the plain question.
 * a PersRM directory from ``pyalign train-persrm`` (or a ``PersRMReward``): z_rm = the trained π_θ with the
@@ -27,28 +32,26 @@ The returned log-prob is log_softmax over the k scores of the chosen candidate.
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+import dataclasses
+from typing import Optional, Sequence, Union
 
 import torch
 
 from ..api import topk_rescore
-from ..generation.context import ContextBatch
-from ..generation.methods import DecodingMethod, register_method
-from ..generation.templates import resolve_preference
-from .rewards import PersRMReward, chat_ids, is_persrm_dir, pad_principle_text, require_same_vocabulary
+from ..engine.batch import ContextBatch
+from ..errors import InvalidArgument
+from ..preferences import batch_context_ids, get_preference
+from ..reward_guided.rewards import PersRMReward, is_persrm_dir, require_same_vocabulary
+from .registry import MethodParams, param, register_method
+from .session import RewardSession, SessionMethod, output_vocab
 
 
-def output_vocab(model) -> int:
-    emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
 
 
 def check_k(k, model) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
     V = output_vocab(model)
     if not 1 <= k <= V:
-        raise ValueError(f"k must be between 1 and the vocabulary size {V}, got {k}")
+        raise InvalidArgument("k", f"k must be between 1 and the vocabulary size {V}, got {k}")
     return k
 
 
@@ -56,7 +59,7 @@ def preference_list(preference) -> list[str]:
     prefs = list(preference) if isinstance(preference, (list, tuple)) else [preference]
     if not prefs:
         raise ValueError("preference is an empty list: give at least one preference dimension")
-    return [resolve_preference(p) for p in prefs]
+    return [get_preference(p).name for p in prefs]
 
 
 def weight_list(weight, D: int, what: str = "reward_weight") -> list[float]:
@@ -85,29 +88,27 @@ def _same_model(model, path) -> bool:
         return False
 
 
-@register_method("pad")
-class PAD(DecodingMethod):
-    """PAD decoding; method kwargs: ``reward``, ``reward_weight`` (float or one per dimension), ``k``, ``ref_model``."""
+class PADSession(RewardSession):
+    """PAD on one group of requests (same preference(s) and parameters)."""
 
-    requires_preference = True
-    accepts_preference_list = True       # several preference dimensions, weighted by reward_weight (w_p)
-
-    def __init__(self, model, tokenizer, prompts, preference, config):
-        super().__init__(model, tokenizer, prompts, preference, config)
-        ex = config.extra
-        self.prefs = preference_list(preference)
+    def __init__(self, engine, requests):
+        super().__init__(engine, requests)
+        model, tokenizer, prm = self.model, self.tokenizer, self.params
+        self.prefs = preference_list(self.preference)
         D = self.D = len(self.prefs)
-        self.k = check_k(ex.get("k", 10), model)
-        self.weights = weight_list(ex.get("reward_weight", 1.0) if ex.get("reward_weight") is not None else 1.0, D)
+        self.k = check_k(prm.k, model)
+        self.weights = weight_list(prm.reward_weight if prm.reward_weight is not None else 1.0, D)
         B = self.B
-        sysmsg = config.system_prompt
-        base_ids = ([list(map(int, x)) for x in config.base_input_ids] if config.base_input_ids is not None
-                    else [chat_ids(tokenizer, q, sysmsg) for q in self.prompts])
-        principle_ids = [chat_ids(tokenizer, pad_principle_text(q, p), sysmsg) for q in self.prompts for p in self.prefs]
-        self.num_prompt_tokens = [len(s) for s in base_ids]
-        mnt = config.max_new_tokens
-        reward = ex.get("reward")
-        ref_path = ex.get("ref_model")
+        # one prompt path (pyalign.preferences): the base rows are the base context of every method, the
+        # principle rows PAD's template with the same system prompt and placement
+        placement, sysmsg = self.placement, self.system_prompt
+        base_ids = self.base_ids
+        per_dim = [batch_context_ids(tokenizer, self.prompts, get_preference(p), placement, sysmsg, "pad")[0]
+                   for p in self.prefs]
+        principle_ids = [per_dim[d][b] for b in range(B) for d in range(D)]      # prompt-major
+        mnt = self.max_new_tokens
+        reward = prm.reward
+        ref_path = prm.ref_model
         self.extra_ctx: list[tuple[ContextBatch, str]] = []     # (context, role) for separate models
         if reward is None or reward in ("prompt", "default") or reward is model:
             self.mode = "prompt"
@@ -133,6 +134,7 @@ class PAD(DecodingMethod):
                 rm = PersRMReward(reward, ref_model=model if ref_is_base else None, ref_path=meta_ref,
                                   device=next(model.parameters()).device)
             require_same_vocabulary(tokenizer, rm.tok, "the PersRM")
+            principle_ids = rm.principle_ids(self.prompts, self.prefs, placement, sysmsg)
             if rm.ref_model is model:       # reference rows join the base batch: one forward for both
                 self.ctx = ContextBatch(model, base_ids + principle_ids, self.pad_id, mnt)
             else:
@@ -140,7 +142,7 @@ class PAD(DecodingMethod):
                 self.extra_ctx.append((ContextBatch(rm.ref_model, principle_ids, self.pad_id, mnt), "ref"))
             self.extra_ctx.append((ContextBatch(rm.model, principle_ids, self.pad_id, mnt), "rm"))
         else:
-            raise ValueError(f"method 'pad' needs a token-level reward: None (prompt-induced, the default) or a "
+            raise InvalidArgument("reward", f"method 'pad' needs a token-level reward: None (prompt-induced, the default) or a "
                              f"PersRM directory from `pyalign train-persrm`; got {reward!r} (sequence rewards such as "
                              "'embedding', 'sentiment' or a classifier work with methods 'args' and 'panda')")
 
@@ -160,7 +162,6 @@ class PAD(DecodingMethod):
 
     def _choose(self, main, extras):
         base, rm, ref, ref_d = self._split(main, extras)
-        c = self.config
         w = torch.tensor(self.weights, dtype=torch.float32)
         if ref_d is not None:
             if self.D == 1:
@@ -171,9 +172,8 @@ class PAD(DecodingMethod):
                 rm_all, ref, w_all = torch.cat([rm, ref_d], dim=1), base, torch.cat([w, -w])
         else:
             rm_all, w_all = rm, w
-        seeds = self.seeds.to(base.device) if isinstance(self.seeds, torch.Tensor) else self.seeds
-        tokens, cand, scores = topk_rescore(base, rm_all, ref, self.k, w_all.to(base.device), c.temperature,
-                                            c.generator, seed=seeds, offset=self.step, return_details=True)
+        tokens, cand, scores = topk_rescore(base, rm_all, ref, self.k, w_all.to(base.device), self.temperature,
+                                            seed=self.seeds, offset=self.step_index, return_details=True)
         pos = (cand == tokens[:, None]).float().argmax(-1, keepdim=True)
         logp = torch.log_softmax(scores, dim=-1).gather(-1, pos).squeeze(-1)
         return tokens, logp
@@ -192,8 +192,23 @@ class PAD(DecodingMethod):
         return self._choose(main, extras)
 
     def advance(self, tokens):
-        self.step += 1
         tokens = tokens.reshape(-1)
         main = self.ctx.step(self._all_rows(tokens, self.ctx))
         extras = [cb.step(self._all_rows(tokens, cb)) for cb, _ in self.extra_ctx]
         return self._choose(main, extras)
+
+
+@dataclasses.dataclass(frozen=True)
+class PADParams(MethodParams):
+    k: int = param(10, "candidates per step (top-k of the base model)", minimum=1)
+    reward_weight: Optional[Union[float, tuple]] = param(
+        None, "reward weight w_p (PAD: one per preference dimension; default 1)")
+    reward: Optional[object] = param(None, "None/'prompt' (prompt-induced reward) or a trained PersRM directory")
+    ref_model: Optional[str] = param(None, "reference model directory (default: the base model)")
+
+
+@register_method
+class PAD(SessionMethod):
+    name, Params, Session = "pad", PADParams, PADSession
+    accepts_preference_list = True       # several preference dimensions, weighted by reward_weight (w_p)
+    summary = "PAD: top-k of the base model rescored by a token-level personalized reward (log-ratio)"

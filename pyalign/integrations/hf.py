@@ -1,10 +1,11 @@
 """Hugging Face integration: Amulet / Linear Alignment as a ``LogitsProcessor`` for ``model.generate``.
 
     from pyalign import AmuletLogitsProcessor
-    from pyalign.generation.templates import preference_context_ids, base_context_ids
+    from pyalign.preferences import context_ids, get_preference
 
-    pref = torch.tensor([preference_context_ids(tok, question, "concise")])
-    base = [base_context_ids(tok, question)]
+    pref_ids, base_ids = context_ids(tok, question, get_preference("concise"))
+    pref = torch.tensor([pref_ids])
+    base = [base_ids]
     out = model.generate(pref, logits_processor=[AmuletLogitsProcessor(model, base)], do_sample=False,
                          max_new_tokens=64)
 
@@ -23,8 +24,8 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..api import guided_logprobs
-from ..reference.amulet import amulet_weight
-from .context import ContextBatch
+from ..engine.batch import ContextBatch
+from ..methods.amulet import AmuletParams, Amulet
 
 
 class AmuletLogitsProcessor:
@@ -34,14 +35,11 @@ class AmuletLogitsProcessor:
     ``base_input_ids``: a [B, L] tensor (no padding), or a list of B token-id lists (any lengths)."""
 
     def __init__(self, model, base_input_ids: Union[torch.Tensor, Sequence[Sequence[int]]],
-                 weight: Optional[float] = None, T: int = 60, alpha: float = 2.0, lam: float = 2.0,
-                 eta: float = 10.0, ratio: Optional[float] = None, pad_token_id: Optional[int] = None):
-        if weight is not None:
-            self.weight = float(weight)
-        elif ratio is not None:
-            self.weight = 1.0 + float(ratio)
-        else:
-            self.weight = amulet_weight(T, alpha, lam, eta)
+                 weight: Optional[float] = None, ratio: Optional[float] = None,
+                 pad_token_id: Optional[int] = None, **amulet_params):
+        if ratio is not None and weight is None:
+            weight = 1.0 + float(ratio)
+        self.weight = Amulet(AmuletParams(weight=weight, **amulet_params)).weight()   # T, alpha, lam, eta
         if isinstance(base_input_ids, torch.Tensor):
             ids = base_input_ids.reshape(1, -1) if base_input_ids.dim() == 1 else base_input_ids
             seqs = ids.tolist()

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..generation.methods import register_method
-from .args import ARGS
+from ..errors import InvalidArgument
+from .args import ARGSParams, ARGSSession
+from .registry import param, register_method
+from .session import SessionMethod
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,20 +105,39 @@ def resolve_lambdas(spec: Union[None, str, float, Sequence]) -> list[LambdaFn]:
     return out
 
 
-@register_method("panda")
-class PANDA(ARGS):
-    """PANDA decoding; kwargs as ARGS plus ``lambdas`` (set name or list) and ``base_term`` ("logprob"|"prob")."""
+class PANDASession(ARGSSession):
+    """ARGS's session with a λ set: the rescoring op takes the argmax over (candidate, λ_m(x, t))."""
 
-    def setup_weights(self, ex) -> None:
-        self.lambda_fns = resolve_lambdas(ex.get("lambdas"))
-        w = ex.get("reward_weight")        # optional global multiplier of every λ_m
-        self.weight = 1.0 if w is None else float(w[0] if isinstance(w, (list, tuple)) else w)
-        if not (self.weight >= 0.0) or not math.isfinite(self.weight):
-            raise ValueError(f"reward_weight must be a finite number >= 0 for method 'panda', got {self.weight}")
+    def setup_weights(self, prm) -> None:
+        self.lambda_fns = prm.lambda_fns()
+        self.weight = 1.0 if prm.reward_weight is None else prm.reward_weight    # a global multiplier of every λ_m
 
     def lambdas(self) -> torch.Tensor:
-        vals = torch.tensor([[self.weight * f(n, self.step) for f in self.lambda_fns]
+        vals = torch.tensor([[self.weight * f(n, self.step_index) for f in self.lambda_fns]
                              for n in self.num_prompt_tokens], dtype=torch.float32)
         if not bool(torch.isfinite(vals).all()) or bool((vals < 0).any()):
-            raise ValueError(f"a λ function returned a negative or non-finite value at step {self.step}: {vals.tolist()}")
+            raise ValueError(f"a λ function returned a negative or non-finite value at step {self.step_index}: "
+                             f"{vals.tolist()}")
         return vals
+
+
+@dataclasses.dataclass(frozen=True)
+class PANDAParams(ARGSParams):
+    lambdas: Optional[object] = param(None, f"λ set: a schedule ({', '.join(SCHEDULE_SETS)}) or comma-separated "
+                                            "values (default: 'default')")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.lambda_fns()                       # a bad λ set is an error now, not at the first token
+
+    def lambda_fns(self) -> list[LambdaFn]:
+        try:
+            return resolve_lambdas(self.lambdas)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument("lambdas", str(exc)) from exc
+
+
+@register_method
+class PANDA(SessionMethod):
+    name, Params, Session = "panda", PANDAParams, PANDASession
+    summary = "PANDA: ARGS with a set of context-aware weights λ_m(x, t), argmax over (candidate, λ)"
