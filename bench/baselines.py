@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from pyalign.engine.batch import ContextBatch
+from pyalign.batching import ContextBatch
 from pyalign.reference import amulet_iterative, guided_logits
 
 

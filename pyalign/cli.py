@@ -96,8 +96,9 @@ def _add_generate(sub) -> None:
                         "(default: concise)")
     p.add_argument("--method", "-m", default="amulet", help="decoding method (default: amulet; see above)")
     p.add_argument("--model", default=None, help="local HF model directory or .gguf (default: embedded SmolLM2-135M)")
-    p.add_argument("--placement", choices=("system", "user"), default="system",
-                   help="where the preference sentence goes: the system prompt (official) or the user turn")
+    p.add_argument("--placement", choices=("system", "user"), default=None,
+                   help="where the preference goes: the system prompt (Amulet's official form) or the user turn "
+                        "(default: the method's: system, except pad: user, its paper's form)")
     p.add_argument("--system-prompt", default=None, help="replace Amulet's system prompt ({preference} marks the "
                                                          "place of the preference sentence)")
     s = p.add_argument_group("sampling")

@@ -17,6 +17,7 @@ def _load():
 
 
 def test_bench_e2e_smoke(tmp_path):
+    bench = _load()
     args = ["--smoke", "--out-dir", str(tmp_path), "--no-progress", "--methods", "base,amulet,nonexistent",
             "--batch-sizes", "1,2"]
     assert bench.main(args) == 0

@@ -79,13 +79,15 @@ def _seeds(seed, prompts: list) -> list:
 
 def generate(model, tokenizer, prompts: Union[str, Sequence[str]], preference=None, method: str = "amulet",
              max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-             seed: Union[None, int, Sequence[int]] = None, placement: str = "system",
+             seed: Union[None, int, Sequence[int]] = None, placement: Optional[str] = None,
              system_prompt: Optional[str] = None, stop: Union[None, str, Sequence[str]] = None,
              stream: Optional[Callable[[int, int, str], None]] = None, generator: Optional[torch.Generator] = None,
              ignore_eos: bool = False, pref_input_ids: Optional[list] = None, base_input_ids: Optional[list] = None,
              **method_params) -> list[GenerationResult]:
     """One ``GenerationResult`` per prompt, in order; see the module docstring for the exact semantics.
 
+    ``placement``: where the preference goes, "system" (Amulet's official form) or "user"; None is the method's
+    default (the system prompt, except PAD: the user turn, its paper's form).
     ``ignore_eos``: decode exactly ``max_new_tokens`` tokens per prompt (benchmarks).
     ``pref_input_ids`` / ``base_input_ids``: exact context token ids per prompt, replacing the template
     (conformance tests, custom templates)."""
@@ -98,8 +100,9 @@ def generate(model, tokenizer, prompts: Union[str, Sequence[str]], preference=No
                                 seed=s, stop=stop, ignore_eos=ignore_eos) for s in seeds]
     overrides = _overrides(cls, len(prompts), pref_input_ids, base_input_ids)
     if cls.kind == "search":
-        return cls.search(model, tokenizer, prompts, preference, samplings[0], placement=placement,
-                          system_prompt=system_prompt, stream=stream, context_overrides=overrides, **method_params)
+        from .beam import beam_search
+        return beam_search(model, tokenizer, prompts, preference, samplings[0], placement=placement,
+                           system_prompt=system_prompt, stream=stream, context_overrides=overrides, **method_params)
     engine = HFEngine(model, tokenizer, max_batch=len(prompts), generator=generator)
     requests = [engine.build_request(p, preference, method, samplings[i], placement=placement,
                                      system_prompt=system_prompt, request_id=str(i),

@@ -37,7 +37,7 @@ from ..errors import InvalidArgument, Overloaded
 from ..methods import SEED_BOUND, SamplingParams, get_method
 from ..methods.registry import GuidedMethod, Method
 from ..preferences import PLACEMENTS, context_ids, get_preference
-from .batch import ContextBatch
+from ..batching import ContextBatch
 from .results import GenerationResult
 from .text import RowText, eos_token_ids, pad_token_id
 
@@ -234,7 +234,7 @@ class HFEngine:
 
     # ------------------------------------------------------------------ requests
     def build_request(self, prompt: Prompt, preference=None, method: str = "amulet",
-                      sampling: Optional[SamplingParams] = None, placement: str = "system",
+                      sampling: Optional[SamplingParams] = None, placement: Optional[str] = None,
                       system_prompt: Optional[str] = None, request_id: Optional[str] = None,
                       context_ids_override: Optional[list] = None, **method_params) -> Request:
         """Validate everything once and tokenise the contexts: InvalidArgument names the offending field."""
@@ -248,6 +248,7 @@ class HFEngine:
         sampling = SamplingParams() if sampling is None else sampling
         if not isinstance(sampling, SamplingParams):
             raise InvalidArgument("sampling", "sampling must be a pyalign.methods.SamplingParams")
+        placement = cls.default_placement if placement is None else placement
         if placement not in PLACEMENTS:
             raise InvalidArgument("placement", f"placement must be 'system' or 'user', got {placement!r}")
         if system_prompt is not None and not isinstance(system_prompt, str):

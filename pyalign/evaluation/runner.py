@@ -30,9 +30,6 @@ from . import data as data_mod
 from .metrics import degeneration_flags, text_metrics
 
 GenerateFn = Callable[..., list]
-#: hyper-parameters a grid may set, by method (anything else goes to the method as a keyword argument)
-KNOWN_HYPER = ("T", "alpha", "lam", "eta", "ratio", "weight", "num_beams", "temperature", "top_k", "top_p",
-               "system_prompt")
 SINGLE_CONTEXT = ("base",)
 
 
@@ -346,7 +343,9 @@ class Evaluator:
         prompts = [j.question.text for j in batch]
         kwargs: dict = dict(method=j0.method, max_new_tokens=c.max_new_tokens, temperature=c.temperature,
                             seed=c.seed)
-        kwargs.update(c.method_kwargs)
+        from ..methods import get_method
+        own = set(get_method(j0.method).Params.names())      # --method-kwargs go to the methods that take them
+        kwargs.update({k: v for k, v in c.method_kwargs.items() if k in own})
         kwargs.update(j0.hyper)
         if j0.method not in SINGLE_CONTEXT:
             kwargs["preference"] = data_mod.preference_text(j0.preference)

@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..api import guided_logprobs
-from ..engine.batch import ContextBatch
+from ..batching import ContextBatch
 from ..methods.amulet import AmuletParams, Amulet
 
 

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from ..api import rescore_candidates, topk_candidates
-from ..engine.batch import ContextBatch
+from ..batching import ContextBatch
 from ..errors import InvalidArgument
 from ..reward_guided.rewards import load_reward
 from .pad import check_k

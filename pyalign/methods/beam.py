@@ -1,19 +1,13 @@
-"""``beam``: beam search on the preference context (Amulet's beam-search baseline), through Hugging Face
-``model.generate(num_beams=..., do_sample=False)``. Not a per-token rule: engines that decode step by step (the
-continuous-batching loop, vLLM) do not run it; ``pyalign.generate`` does.
+"""``beam``: beam search on the preference context (Amulet's beam-search baseline).
 
-Log-probs are the preference model's log-probs of the returned tokens (one teacher-forced forward).
+Not a per-token rule but a search over whole continuations: ``pyalign.generate`` runs it through Hugging Face
+``model.generate(num_beams=..., do_sample=False)`` (``pyalign.engine.beam``); the step-by-step engines
+(continuous batching, vLLM) refuse it.
 """
 from __future__ import annotations
 
 import dataclasses
 
-import torch
-
-from ..engine.batch import ContextBatch
-from ..engine.results import GenerationResult
-from ..engine.text import RowText, eos_token_ids, pad_token_id
-from ..preferences import get_preference, batch_context_ids
 from .registry import Method, MethodParams, param, register_method
 
 
@@ -26,57 +20,3 @@ class BeamParams(MethodParams):
 class Beam(Method):
     name, Params, kind, contexts = "beam", BeamParams, "search", ("pref",)
     summary = "beam search on the preference context (Amulet's baseline)"
-
-    @classmethod
-    @torch.inference_mode()
-    def search(cls, model, tokenizer, prompts, preference, sampling, placement="system", system_prompt=None,
-               stream=None, context_overrides=None, **params) -> list[GenerationResult]:
-        import time
-        p = cls.Params.build(params)
-        t0 = time.perf_counter()
-        if context_overrides and context_overrides[0] is not None:
-            pref = [o[0] for o in context_overrides]
-        else:
-            pref, _ = batch_context_ids(tokenizer, prompts, get_preference(preference), placement, system_prompt)
-        pad_id = pad_token_id(tokenizer, model)
-        ctx = ContextBatch(model, pref, pad_id, sampling.max_new_tokens)     # padding and length checks
-        ids, mask = ctx.prompt_ids, ctx.attention_mask
-        eos = list(eos_token_ids(tokenizer, model))
-        beam_kw = dict(early_stopping=True, length_penalty=1.0) if p.num_beams > 1 else {}
-        out = model.generate(input_ids=ids, attention_mask=mask, num_beams=p.num_beams, do_sample=False,
-                             max_new_tokens=sampling.max_new_tokens, min_new_tokens=1, eos_token_id=eos or None,
-                             pad_token_id=pad_id, **beam_kw)
-        L = ids.shape[1]
-        new = out[:, L:]
-        full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
-        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=out, attention_mask=full_mask, position_ids=positions).logits
-        lp = torch.log_softmax(logits[:, L - 1:-1].float(), dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
-        now = time.perf_counter()
-        results = []
-        for r, prompt in enumerate(prompts):
-            row = new[r].tolist()
-            n = next((j + 1 for j, t in enumerate(row) if t in eos), len(row))
-            text, finish = RowText(tokenizer, sampling.stop), "length"
-            for j, t in enumerate(row[:n]):
-                if t in eos:
-                    finish = "eos"
-                    delta = text.flush()
-                else:
-                    delta = text.add(t)
-                    if text.stopped:
-                        finish = "stop"
-                if j == n - 1 and finish == "length":
-                    delta += text.flush()
-                if stream is not None:
-                    stream(r, t, delta)
-                if text.stopped:
-                    n = j + 1
-                    break
-            total = now - t0
-            results.append(GenerationResult(
-                prompt=prompt, preference=preference, method=cls.name, text=text.text, token_ids=row[:n],
-                logprobs=lp[r, :n].tolist(), finish_reason=finish, num_prompt_tokens=len(pref[r]),
-                timings=dict(prefill_s=total, decode_s=0.0, total_s=total, tokens_per_s=0.0,
-                             ms_per_token=1000.0 * total / max(n, 1))))
-        return results

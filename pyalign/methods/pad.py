@@ -38,7 +38,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..api import topk_rescore
-from ..engine.batch import ContextBatch
+from ..batching import ContextBatch
 from ..errors import InvalidArgument
 from ..preferences import batch_context_ids, get_preference
 from ..reward_guided.rewards import PersRMReward, is_persrm_dir, require_same_vocabulary
@@ -211,4 +211,5 @@ class PADParams(MethodParams):
 class PAD(SessionMethod):
     name, Params, Session = "pad", PADParams, PADSession
     accepts_preference_list = True       # several preference dimensions, weighted by reward_weight (w_p)
+    default_placement = "user"           # the paper's form: [Guidelines] … [Principles] … [Instruction] as the user turn
     summary = "PAD: top-k of the base model rescored by a token-level personalized reward (log-ratio)"

@@ -110,6 +110,8 @@ class Method:
     contexts: ClassVar[tuple[str, ...]] = ("base",)
     requires_preference: ClassVar[bool] = True
     accepts_preference_list: ClassVar[bool] = False
+    #: where the preference goes when the request does not say ("system" prompt or "user" turn)
+    default_placement: ClassVar[str] = "system"
     summary: ClassVar[str] = ""
 
     def __init__(self, params: Optional[MethodParams] = None):

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     p.add_argument("--max-response-tokens", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--placement", choices=("system", "user"), default="system",
+    p.add_argument("--placement", choices=("system", "user"), default="user",
                    help="where PAD's principle goes in the training contexts (decode PAD with the same --placement)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.set_defaults(func=run)

@@ -42,7 +42,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..engine.batch import ContextBatch
+from ..batching import ContextBatch
 from ..preferences import batch_context_ids, get_preference
 from ..scoring import SentenceEncoder, SequenceClassifier, shared_encoder, vader, vader_compound
 
