@@ -78,3 +78,22 @@ def two_cache(model, pref_ids: Sequence[Sequence[int]], base_ids: Sequence[Seque
             break
         zp, zb = pref.step(tok), base.step(tok)
     return out
+
+
+@torch.inference_mode()
+def hf_cfg(model, pref_ids: Sequence[Sequence[int]], base_ids: Sequence[Sequence[int]], max_new_tokens: int,
+           weight: float, pad_id: int) -> list[list[int]]:
+    """transformers' own classifier-free guidance, what a transformers user already has:
+    ``model.generate(pref, guidance_scale=A, negative_prompt_ids=base)`` = log_softmax(z_base) + A (log_softmax(z_pref)
+    − log_softmax(z_base)): the collapsed Amulet formula (the same greedy tokens), with the negative prompt on a second,
+    unbatched KV cache. One prompt at a time (the processor takes one negative prompt per call)."""
+    out = []
+    for p, b in zip(pref_ids, base_ids):
+        ids = torch.tensor([list(p)], device=model.device)
+        neg = torch.tensor([list(b)], device=model.device)
+        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), guidance_scale=float(weight),
+                             negative_prompt_ids=neg, negative_prompt_attention_mask=torch.ones_like(neg),
+                             do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                             pad_token_id=pad_id)
+        out.append(gen[0, ids.shape[1]:].tolist())
+    return out

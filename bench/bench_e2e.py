@@ -4,7 +4,8 @@ the same number of new tokens (EOS is ignored so that every row decodes exactly 
 Rows: pyalign's ``base, pref, la, amulet`` (two contexts batched into one forward per step) and ``pad, args,
 panda`` when registered (skipped with the reason otherwise), and for comparison the two baselines of
 ``bench/baselines.py``: the Amulet authors' loop (two uncached full-sequence forwards + T full log-softmax
-iterations per token) and the two-cache unbatched loop of Linear Alignment / LM-arithmetic.
+iterations per token), the two-cache unbatched loop of Linear Alignment / LM-arithmetic, and transformers' own
+classifier-free guidance (``model.generate(guidance_scale=A, negative_prompt_ids=...)``, the same formula).
 
     python bench/bench_e2e.py                       # default model, 32 tokens, batch 1 and 8
     python bench/bench_e2e.py --max-new-tokens 16 --batch-sizes 1,8 --methods base,amulet
@@ -36,7 +37,7 @@ if str(HERE) not in sys.path:
 import torch  # noqa: E402
 
 OURS = ("base", "pref", "la", "amulet", "pad", "args", "panda")
-BASELINES = ("authors_amulet", "two_cache")
+BASELINES = ("authors_amulet", "two_cache", "hf_cfg")
 #: keyword arguments the reward-guided methods need to run without a trained reward model
 METHOD_KWARGS = {"args": {"reward": "sentiment"}, "panda": {"reward": "sentiment"}}
 FALLBACK_PROMPTS = ["How do I boil an egg?", "What is the capital of France?", "Explain photosynthesis.",
@@ -85,6 +86,8 @@ def run_baseline(model, tok, name, prompts, n, preference, full_seq_softmax=True
         out = baselines.authors_amulet(model, pref, base, n, full_seq_softmax=full_seq_softmax)
     elif name == "two_cache":
         out = baselines.two_cache(model, pref, base, n, amulet_weight(), pad_token_id(tok, model))
+    elif name == "hf_cfg":
+        out = baselines.hf_cfg(model, pref, base, n, amulet_weight(), pad_token_id(tok, model))
     else:
         raise ValueError(name)
     wall = time.perf_counter() - t0

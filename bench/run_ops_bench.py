@@ -19,34 +19,11 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import pyalign  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+from harness import timeit  # noqa: E402
 from pyalign.reference.amulet import amulet_iterative  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
-
-
-def timeit(fn, seconds: float, sync=None) -> float:
-    """Median of per-call times (µs) over ~`seconds` of repeated calls, after warm-up."""
-    for _ in range(3):
-        fn()
-    if sync:
-        sync()
-    t0 = time.perf_counter()
-    fn()
-    if sync:
-        sync()
-    one = max(time.perf_counter() - t0, 1e-7)
-    reps = max(3, min(2000, int(seconds / one)))
-    inner = max(1, min(50, int(reps / 10) or 1))
-    times = []
-    for _ in range(max(3, reps // inner)):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        if sync:
-            sync()
-        times.append((time.perf_counter() - t0) / inner)
-    times.sort()
-    return times[len(times) // 2] * 1e6
 
 
 def configs(device: str):
@@ -76,6 +53,18 @@ def configs(device: str):
         "pyalign_C fused (direct)": lambda: C.guided_sample(zp, zb, *prm),
         "pyalign op (cpp backend)": lambda: torch.ops.pyalign.guided_sample(zp, zb, *prm),
     }, "amulet_loop_T60 (reference)", sync)
+    # 1b. the public wrapper's overhead (issue 9): public vs dispatcher vs raw C++ op vs eager, greedy B=1 and B=8
+    for B in (1, 8):
+        zpB, zbB = data(B)
+        prmB = params(B, 0.0)
+        yield (f"{device}/wrapper_greedy_B{B}_V{V}", {
+            "torch eager combine+argmax (reference)": lambda zp=zpB, zb=zbB: (zb + A * (zp - zb)).argmax(-1),
+            "pyalign.guided_sample (public, validating)":
+                lambda zp=zpB, zb=zbB: pyalign.guided_sample(zp, zb, A, temperature=0.0),
+            "torch.ops.pyalign.guided_sample (dispatcher)":
+                lambda zp=zpB, zb=zbB, prm=prmB: torch.ops.pyalign.guided_sample(zp, zb, *prm),
+            "torch.ops.pyalign_C.guided_sample (raw)": lambda zp=zpB, zb=zbB, prm=prmB: C.guided_sample(zp, zb, *prm),
+        }, "torch eager combine+argmax (reference)", sync)
     # 2. sampling B=8
     zp8, zb8 = data(8)
     prm8 = params(8, 0.8)

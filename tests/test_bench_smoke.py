@@ -58,3 +58,16 @@ def test_baselines_agree_with_pyalign_greedy():
     authors = baselines.authors_amulet(model, pref[:1], base[:1], 2, full_seq_softmax=False)
     assert authors[0] == two[0][:2]
     assert torch.get_num_threads() >= 1
+
+
+def test_bench_decode_smoke(tmp_path):
+    """The decode-loop benchmark runs end to end (tiny model): eviction changes no token; resume re-measures nothing."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_decode", BENCH.parent / "bench_decode.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "decode_smoke.json").read_text())
+    assert data["mixed"]["same_tokens"] and len(data["long"]["ms_per_token"]) == 3
+    mod.mixed = lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-measured"))
+    assert mod.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
