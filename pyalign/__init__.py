@@ -2,10 +2,10 @@
 kernels exposed as ``torch.ops.pyalign.*``.
 
 Layers, bottom up (DESIGN.md §7; checked by tests/test_layers.py): kernels and ``reference`` → ``backends`` →
-ops (``_ops``, ``api``) → ``chat``/``preferences``/``scoring`` → ``methods`` (step rules) → ``engine`` (the HF
+ops (``ops``: one module per op) → ``chat``/``preferences``/``scoring`` → ``methods`` (step rules) → ``engine`` (the HF
 loop) and ``integrations`` (vLLM, HF ``LogitsProcessor``) → ``serve``, ``evaluation``, ``persrm`` → ``cli``."""
 from . import backends
-from .api import guided_logprobs, guided_sample, make_rng, rescore_candidates, topk_candidates, topk_rescore
+from .ops import guided_logprobs, guided_sample, make_rng, rescore_candidates, topk_candidates, topk_rescore
 from .reference.amulet import amulet_weight
 from .engine.generate import GenerationResult, generate
 from .engine.hf import HFEngine

@@ -35,7 +35,7 @@ import torch
 
 from ..errors import InvalidArgument, Overloaded
 from ..methods import SEED_BOUND, SamplingParams, get_method
-from ..methods.registry import GuidedMethod, Method
+from ..methods.registry import Method
 from ..preferences import PLACEMENTS, context_ids, get_preference
 from ..batching import ContextBatch
 from .results import GenerationResult

@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..api import guided_logprobs
+from ..ops import guided_logprobs
 from ..batching import ContextBatch
 from ..methods.amulet import AmuletParams, Amulet
 

@@ -25,9 +25,8 @@ from typing import Optional
 
 import torch
 
-from ..api import rescore_candidates, topk_candidates
+from ..ops import rescore_candidates, topk_candidates
 from ..batching import ContextBatch
-from ..errors import InvalidArgument
 from ..reward_guided.rewards import load_reward
 from .pad import check_k
 from .registry import MethodParams, param, register_method

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import pathlib
 import dataclasses
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 
-from ..api import topk_rescore
+from ..ops import topk_rescore
 from ..batching import ContextBatch
 from ..errors import InvalidArgument
 from ..preferences import batch_context_ids, get_preference

@@ -11,8 +11,7 @@ import math
 from typing import Optional, Sequence, Union
 
 from ..errors import InvalidArgument
-
-SEED_BOUND = 2 ** 62
+from ..ops import SEED_BOUND
 
 
 def _int(name: str, value, lo: int) -> int:
