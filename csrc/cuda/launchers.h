@@ -10,7 +10,13 @@ namespace cuda {
 
 enum DType : int { kF32 = 0, kBF16 = 1, kF16 = 2, kF64 = 3 };
 
-// Workspace of guided_sample, zero-initialised by the caller: see guided_sample_workspace_bytes.
+// Every launcher accepts any B (1-D grid-stride layouts, no gridDim.y limit) and returns cudaSuccess without
+// launching anything when B = 0 (guided_logprobs also when V = 0).
+//
+// guided_sample: one launch. `splits` blocks per row, from guided_sample_splits (every slice <= 4096 elements;
+// the launcher returns cudaErrorInvalidValue otherwise). Workspace of guided_sample_workspace_bytes(B, splits)
+// bytes (~16 + 32·splits + 32 KiB per row); the launcher zeroes the part that must start at zero itself (a
+// 16·B-byte memset on `stream`, graph-capturable): the caller may pass uninitialised memory.
 size_t guided_sample_workspace_bytes(int64_t B, int splits);
 int guided_sample_splits(int64_t B, int64_t V, int num_sms);
 

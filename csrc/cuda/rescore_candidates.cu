@@ -33,6 +33,10 @@ __global__ void rescore_candidates_kernel(const float* bt, const float* rw, cons
         s = add_rn(div_rn(s, t), gumbel(rng[2 * r], rng[2 * r + 1], static_cast<uint64_t>(cand[r * k + j] + V * m)));
       if (am.i < 0 || s > am.v) am = ArgMax{s, m * k + j};
     }
+  if (am.i < 0) {  // k = 0 or M = 0: nothing to choose
+    tokens[r] = pos[r] = lam_idx[r] = -1;
+    return;
+  }
   pos[r] = am.i % k;
   lam_idx[r] = am.i / k;
   tokens[r] = cand[r * k + am.i % k];
@@ -44,6 +48,8 @@ cudaError_t launch_rescore_candidates(const float* base_terms, const float* rewa
                                       const float* lambdas, const float* temperature, const int64_t* rng, int64_t B,
                                       int64_t k, int64_t M, int64_t vocab_size, int64_t* tokens, int64_t* pos,
                                       int64_t* lam_idx, cudaStream_t stream) {
+  if (B == 0) return cudaSuccess;  // empty batch: an empty grid is a launch error
+  if (B < 0 || k < 0 || M < 0) return cudaErrorInvalidValue;
   const int threads = 128;
   const unsigned int blocks = static_cast<unsigned int>((B + threads - 1) / threads);
   rescore_candidates_kernel<<<blocks, threads, 0, stream>>>(base_terms, rewards, candidates, lambdas, temperature,

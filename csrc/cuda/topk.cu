@@ -1,4 +1,5 @@
-// topk_candidates and topk_rescore (PAD) CUDA kernels, one block per row.
+// topk_candidates and topk_rescore (PAD) CUDA kernels, one block per row (B on gridDim.x: any B; B = 0 launches
+// nothing; D = 0 reward dimensions: score = base logit of the candidate).
 // Candidate selection: block-wide radix select (8 bits per pass, early exit) of the k-th largest packed key
 // (order-preserving fp32 image << 32 | ~index: unique keys, ties to the smaller index), then every key >= it is
 // appended to a per-row scratch list and ranked (rank = #keys greater; k <= kMaxKernelTopK) into sorted order.
@@ -118,12 +119,13 @@ __global__ void __launch_bounds__(kThreads) topk_rescore_kernel(
     return;
   }
   masked_log_softmax(rc, valid, k, rc);  // ref log-softmax in place
+  for (int64_t j = 0; j < k; ++j) acc[j] = 0.0f;  // D = 0: no reward terms, score = base logit
   for (int64_t d = 0; d < D; ++d) {
     masked_log_softmax(rmc + d * k, valid, k, lsm);
     const float wd = weight[b * D + d];
     for (int64_t j = 0; j < k; ++j) {
       const float term = mul_rn(wd, valid[j] ? lsm[j] - rc[j] : 0.0f);
-      acc[j] = d == 0 ? term : add_rn(acc[j], term);
+      acc[j] = d == 0 ? term : add_rn(acc[j], term);  // the first term as is (the reference's sum order)
     }
   }
   const float t = temperature[b];
@@ -143,7 +145,8 @@ __global__ void __launch_bounds__(kThreads) topk_rescore_kernel(
 cudaError_t launch_topk_candidates(int dtype, const void* logits, int64_t stride, int64_t B, int64_t V, int64_t k,
                                    unsigned long long* keys_ws, float* values, int64_t* indices,
                                    cudaStream_t stream) {
-  if (k > kMaxKernelTopK) return cudaErrorInvalidValue;
+  if (B == 0) return cudaSuccess;  // empty batch: nothing to launch
+  if (B < 0 || V < 1 || k < 1 || k > V || k > kMaxKernelTopK) return cudaErrorInvalidValue;
   topk_candidates_kernel<<<static_cast<unsigned int>(B), kThreads, 0, stream>>>(dtype, logits, stride, V, k, keys_ws,
                                                                                values, indices);
   return cudaGetLastError();
@@ -155,7 +158,8 @@ cudaError_t launch_topk_rescore(int base_dtype, const void* base, int64_t base_s
                                 const float* temperature, const int64_t* rng, unsigned long long* keys_ws,
                                 float* scratch, int64_t* tokens, int64_t* candidates, float* scores,
                                 cudaStream_t stream) {
-  if (k > kMaxKernelTopK) return cudaErrorInvalidValue;
+  if (B == 0) return cudaSuccess;  // empty batch: nothing to launch
+  if (B < 0 || D < 0 || V < 1 || k < 1 || k > V || k > kMaxKernelTopK) return cudaErrorInvalidValue;
   topk_rescore_kernel<<<static_cast<unsigned int>(B), kThreads, 0, stream>>>(
       base_dtype, base, base_stride, rm_dtype, rm, rm_stride_b, rm_stride_d, ref_dtype, ref, ref_stride, D, V, k,
       weight, temperature, rng, keys_ws, scratch, tokens, candidates, scores);
