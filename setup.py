@@ -2,15 +2,18 @@
 
 The distribution name differs from the unrelated PyPI projects ``pyalign`` and ``triton-kernels``; the
 top-level ``triton_kernels/`` folder installs as ``pyalign.triton_kernels`` (never as a top-level module,
-which would clash with Triton's own). The C++/CUDA extension is compiled at first use with ninja
-(``pyalign/backends/_build.py``); set PYALIGN_BUILD_EXT=1 to compile it here instead.
+which would clash with Triton's own) and the top-level ``csrc/`` (C++/CUDA sources) as the package data of
+``pyalign._csrc``; MANIFEST.in ships both in the sdist. The extension is compiled from those sources at first use
+with ninja into a cache outside site-packages (``pyalign/backends/_build.py``, which finds them in a checkout and
+in an installed wheel); set PYALIGN_BUILD_EXT=1 to compile it here instead.
 Install after torch with ``pip install --no-build-isolation -e .`` so that pip does not fetch another torch.
 """
 import os
 
 from setuptools import find_packages, setup
 
-packages = find_packages(include=["pyalign", "pyalign.*"]) + ["pyalign.triton_kernels"]
+packages = find_packages(include=["pyalign", "pyalign.*"]) + ["pyalign.triton_kernels", "pyalign._csrc"]
+CSRC_FILES = [f"{d}*.{ext}" for d in ("", "**/") for ext in ("cpp", "h", "hpp", "cu", "cuh")]
 ext_modules, cmdclass = [], {}
 if os.environ.get("PYALIGN_BUILD_EXT") == "1":
     import importlib.util  # the build helper lives in the package; load it by path (pyalign is not importable yet)
@@ -30,8 +33,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=packages,
-    package_dir={"pyalign.triton_kernels": "triton_kernels"},
-    package_data={"pyalign": ["csrc/**/*", "data/*"]},
+    package_dir={"pyalign.triton_kernels": "triton_kernels", "pyalign._csrc": "csrc"},
+    package_data={"pyalign": ["data/*"], "pyalign._csrc": CSRC_FILES},
     include_package_data=True,
     install_requires=["torch>=2.4", "transformers>=4.46", "safetensors", "numpy", "tqdm"],
     extras_require={

@@ -1,6 +1,7 @@
 // Registers the C++ ops as torch.ops.pyalign_C.* (schemas + CPU kernels). The CUDA kernels are registered in
 // csrc/cuda/bindings_cuda.cpp when the extension is built with CUDA. The Python-level torch.ops.pyalign.*
-// namespace (pyalign/_ops.py) dispatches to backends and is never registered from C++.
+// namespace (pyalign/_ops.py) dispatches to backends and is never registered from C++; its schemas must equal
+// these (tests/test_op_schemas.py compares both as registered). Argument checks: pyalign/op_args.h.
 #include <torch/library.h>
 
 #include "cpu/ops_cpu.h"

@@ -292,3 +292,150 @@ def test_torch_compile_smoke():
         compiled = torch.compile(step, backend="eager", fullgraph=True)
         tok, _ = compiled(*args)
     assert torch.equal(tok, T.guided_sample(*args)[0])
+
+
+# ---------------------------------------------------------------- shared argument preparation (op_args.h)
+def _empty_batch_args(V=50, k=5, D=2, M=3):
+    B = 0
+    f, i = torch.float32, torch.int64
+    z = torch.randn(B, V)
+    return {
+        "guided_sample": (z, z.clone(), torch.zeros(B), torch.zeros(B), torch.zeros(B, dtype=i), torch.ones(B),
+                          torch.zeros(B, 2, dtype=i)),
+        "guided_logprobs": (z, None, torch.zeros(B)),
+        "topk_candidates": (z, k),
+        "topk_rescore": (z, torch.randn(B, D, V), z.clone(), k, torch.zeros(B, D), torch.zeros(B),
+                         torch.zeros(B, 2, dtype=i)),
+        "rescore_candidates": (torch.zeros(B, k, dtype=f), torch.zeros(B, k), torch.zeros(B, k, dtype=i),
+                               torch.zeros(B, M), torch.zeros(B), torch.zeros(B, 2, dtype=i), V),
+    }
+
+
+@pytest.mark.parametrize("op", ["guided_sample", "guided_logprobs", "topk_candidates", "topk_rescore",
+                                "rescore_candidates"])
+def test_empty_batch_returns_empty_outputs(op):
+    """B = 0: empty outputs with the shapes and dtypes of the op's fake kernel (pyalign/ops/), no crash."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    args = _empty_batch_args()[op]
+    out = getattr(torch.ops.pyalign_C, op)(*args)
+    out = out if isinstance(out, tuple) else (out,)
+    with FakeTensorMode() as mode:
+        fake_args = tuple(mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args)
+        want = getattr(torch.ops.pyalign, op)(*fake_args)
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(out) == len(want)
+    for o, w in zip(out, want):
+        assert o.shape == w.shape and o.dtype == w.dtype and o.device.type == "cpu", (op, o.shape, w.shape)
+        assert o.numel() == 0
+    via_backend = getattr(C, op)(*args)                            # through the backend adapter too
+    via_backend = via_backend if isinstance(via_backend, tuple) else (via_backend,)
+    assert [o.shape for o in via_backend] == [o.shape for o in out]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tau", [0.0, 0.7])
+def test_topk_rescore_without_reward_models(dtype, tau):
+    """D = 0 (no reward terms): score_j = base_j exactly (bit-identical to the reference); a row is still bad
+    when base or ref is NaN/+inf, and candidates that are -inf in ref are not valid."""
+    B, V, k = 6, 2003, 8
+    base, refl = _logits(B, V, dtype, 0.3, seed=31), _logits(B, V, dtype, 0.0, seed=32)
+    rm = torch.empty(B, 0, V, dtype=dtype)
+    refl[4, :] = float("-inf")                                # no valid candidate
+    base[5, 3] = float("nan")                                 # bad row
+    w, t, rng = torch.empty(B, 0), torch.full((B,), tau), _rng(B, 6)
+    a = C.topk_rescore(base, rm, refl, k, w, t, rng)
+    b = T.topk_rescore(base, rm, refl, k, w, t, rng)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[2], b[2], rtol=0, atol=0, equal_nan=True)
+    assert a[0][[4, 5]].tolist() == [-1, -1]
+    good = [0, 1, 2, 3]
+    r_tok, r_cand, r_score = ref.topk_rescore(base[good], rm[good], refl[good], k, w[good], t[good], rng[good])
+    assert torch.equal(a[0][good], r_tok) and torch.equal(a[1][good], r_cand)
+    assert torch.equal(a[2][good], r_score)
+    assert torch.equal(a[2][good], base[good].float().gather(-1, a[1][good]))
+
+
+def test_bad_arguments_name_the_argument_and_the_fix():
+    B, V = 3, 40
+    zp = torch.randn(B, V)
+    w, t, k, p, rng = _params(B, V, 0.7, 0, 1.0)
+    G = torch.ops.pyalign_C
+    with pytest.raises(RuntimeError, match=r"guided_sample: weight must have 3 entries \(one guidance weight"):
+        G.guided_sample(zp, None, torch.ones(2), t, k, p, rng)
+    with pytest.raises(RuntimeError, match=r"guided_sample: rng must have 6 entries \(\[B, 2\]"):
+        G.guided_sample(zp, None, w, t, k, p, rng[:, :1])
+    with pytest.raises(RuntimeError, match="guided_logprobs: logits_base must have the shape of logits_pref"):
+        G.guided_logprobs(zp, torch.randn(B, V + 1), w)
+    with pytest.raises(RuntimeError, match=r"logits_base has dtype .*Half.* cast both to one dtype"):
+        G.guided_logprobs(zp, zp.half(), w)
+    with pytest.raises(RuntimeError, match=r"guided_logprobs: logits_pref has dtype Int.*cast it with \.float\(\)"):
+        G.guided_logprobs(zp.int(), None, w)
+    with pytest.raises(RuntimeError, match=r"guided_logprobs: logits_pref must be \[B, V\], got shape \[3, 40, 1\]"):
+        G.guided_logprobs(zp[..., None], None, w)
+    with pytest.raises(RuntimeError, match=r"guided_sample: logits_pref has an empty vocabulary"):
+        G.guided_sample(zp[:, :0], None, w, t, k, p, rng)
+    with pytest.raises(RuntimeError, match=r"topk_candidates: k must be in \[1, V\] = \[1, 40\], got 41"):
+        G.topk_candidates(zp, V + 1)
+    with pytest.raises(RuntimeError, match=r"topk_rescore: rm_logits must be \[B, D, V\] = \[3, D, 40\]"):
+        G.topk_rescore(zp, torch.randn(B, 2, V - 1), zp, 4, torch.ones(B, 2), t, rng)
+    with pytest.raises(RuntimeError, match=r"topk_rescore: weight must have 6 entries \(\[B, D\]"):
+        G.topk_rescore(zp, torch.randn(B, 2, V), zp, 4, torch.ones(B), t, rng)
+    with pytest.raises(RuntimeError, match=r"rescore_candidates: lambdas must be \[B, M\] with B = 3 and M >= 1"):
+        G.rescore_candidates(torch.randn(B, 4), torch.randn(B, 4), torch.zeros(B, 4, dtype=torch.long),
+                             torch.ones(B, 0), t, rng, V)
+    with pytest.raises(RuntimeError, match=r"rescore_candidates: vocab_size must be >= 1"):
+        G.rescore_candidates(torch.randn(B, 4), torch.randn(B, 4), torch.zeros(B, 4, dtype=torch.long),
+                             torch.ones(B, 2), t, rng, 0)
+
+
+# ---------------------------------------------------------------- a backend that cannot load says why, once
+FALLBACK_SCRIPT = r"""
+import json, warnings
+import torch
+import pyalign
+from pyalign import backends
+x = torch.randn(2, 50)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with backends.use("torch"):                                # an explicit choice: nothing to warn about
+        torch.ops.pyalign.topk_candidates(x, 3)
+    quiet = len(caught)
+    for _ in range(3):                                         # automatic choice, three calls: one warning
+        torch.ops.pyalign.topk_candidates(x, 3)
+    default = backends.default_name("cpu")
+print(json.dumps({"quiet": quiet, "default": default, "status": backends.status(),
+                  "warnings": [(w.category.__name__, str(w.message)) for w in caught]}))
+"""
+
+
+def test_failed_cpp_build_warns_once_and_status_says_why(tmp_path):
+    """PYALIGN_CSRC pointing at an empty folder makes the cpp build fail: CPU ops fall back to torch with one
+    BackendFallbackWarning naming the backend, the reason and the fix; ``status()`` reports the reason."""
+    import json
+    import os
+    import subprocess
+    import sys
+    empty = tmp_path / "no_sources"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYALIGN_BACKEND"}
+    env["PYALIGN_CSRC"] = str(empty)
+    res = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["quiet"] == 0 and out["default"] == "torch"
+    fallback = [m for cat, m in out["warnings"] if cat == "BackendFallbackWarning"]
+    assert len(fallback) == 1, out["warnings"]
+    msg = fallback[0]
+    assert "the cpp backend is unavailable" in msg and "run on the torch backend" in msg
+    assert f"PYALIGN_CSRC={empty} holds no pyalign C++ sources" in msg            # the reason
+    assert "Fix:" in msg and "ninja" in msg and "PYALIGN_BACKEND=torch" in msg      # the fix
+    status = out["status"]
+    assert status["torch"] == "ok" and set(status) == set(pyalign.backends.NAMES)
+    assert "BuildError" in status["cpp"] and "holds no pyalign C++ sources" in status["cpp"]
+
+
+def test_status_reports_the_loaded_cpp_backend():
+    status = pyalign.backends.status()
+    assert status["cpp"] == "ok" and status["torch"] == "ok"
+    assert all(isinstance(v, str) and v for v in status.values())

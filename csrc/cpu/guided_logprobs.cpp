@@ -4,6 +4,7 @@
 // or no finite z) are filled with NaN.
 #include "cpu_common.h"
 #include "ops_cpu.h"
+#include "pyalign/op_args.h"
 
 namespace pyalign {
 namespace cpu {
@@ -68,19 +69,12 @@ void run(const at::Tensor& zp_t, const at::Tensor* zb_t, const float* w, at::Ten
 
 at::Tensor guided_logprobs(const at::Tensor& logits_pref, const c10::optional<at::Tensor>& logits_base,
                            const at::Tensor& weight) {
-  TORCH_CHECK(logits_pref.dim() == 2, "guided_logprobs: logits_pref must be [B, V]");
-  const at::Tensor zp = last_dim_contiguous(logits_pref);
-  at::Tensor zb;
-  if (logits_base.has_value() && logits_base->defined()) {
-    zb = last_dim_contiguous(*logits_base);
-    TORCH_CHECK(zb.sizes() == zp.sizes() && zb.scalar_type() == zp.scalar_type(),
-                "guided_logprobs: logits_base must match logits_pref in shape and dtype");
-  }
-  const at::Tensor w = param(weight, at::kFloat);
-  TORCH_CHECK(w.numel() == zp.size(0), "guided_logprobs: weight must have B entries");
-  at::Tensor out = at::empty(zp.sizes(), zp.options().dtype(at::kFloat));
-  PYALIGN_DISPATCH_LOGITS(zp.scalar_type(), "guided_logprobs",
-                          [&] { run<scalar_t>(zp, zb.defined() ? &zb : nullptr, w.data_ptr<float>(), out); });
+  const op_args::GuidedArgs a = op_args::prepare_guided_logprobs(logits_pref, logits_base, weight);
+  at::Tensor out = op_args::guided_logprobs_output(a);
+  if (a.B == 0) return out;
+  PYALIGN_DISPATCH_LOGITS(a.zp.scalar_type(), "guided_logprobs", [&] {
+    run<scalar_t>(a.zp, a.zb.defined() ? &a.zb : nullptr, a.weight.data_ptr<float>(), out);
+  });
   return out;
 }
 

@@ -16,6 +16,7 @@
 // Rows with NaN/+inf inputs or no finite z give token -1 and log-prob NaN.
 #include "cpu_common.h"
 #include "ops_cpu.h"
+#include "pyalign/op_args.h"
 
 namespace pyalign {
 namespace cpu {
@@ -226,28 +227,19 @@ std::tuple<at::Tensor, at::Tensor> guided_sample(const at::Tensor& logits_pref,
                                                  const at::Tensor& weight, const at::Tensor& temperature,
                                                  const at::Tensor& top_k, const at::Tensor& top_p,
                                                  const at::Tensor& rng) {
-  TORCH_CHECK(logits_pref.dim() == 2, "guided_sample: logits_pref must be [B, V]");
-  const at::Tensor zp = last_dim_contiguous(logits_pref);
-  at::Tensor zb;
-  if (logits_base.has_value() && logits_base->defined()) {
-    zb = last_dim_contiguous(*logits_base);
-    TORCH_CHECK(zb.sizes() == zp.sizes() && zb.scalar_type() == zp.scalar_type(),
-                "guided_sample: logits_base must match logits_pref in shape and dtype");
-  }
-  const int64_t B = zp.size(0);
-  const at::Tensor w = param(weight, at::kFloat), tau = param(temperature, at::kFloat),
-                   k = param(top_k, at::kLong), p = param(top_p, at::kFloat), g = param(rng, at::kLong);
-  TORCH_CHECK(w.numel() == B && tau.numel() == B && k.numel() == B && p.numel() == B && g.numel() == 2 * B,
-              "guided_sample: per-row parameters must have B entries (rng [B, 2])");
-  std::vector<RowParams> params(B);
-  for (int64_t r = 0; r < B; ++r)
-    params[r] = RowParams{w.data_ptr<float>()[r], tau.data_ptr<float>()[r], p.data_ptr<float>()[r],
-                          k.data_ptr<int64_t>()[r], g.data_ptr<int64_t>()[2 * r], g.data_ptr<int64_t>()[2 * r + 1]};
-  at::Tensor tokens = at::empty({B}, zp.options().dtype(at::kLong));
-  at::Tensor logp = at::empty({B}, zp.options().dtype(at::kFloat));
-  PYALIGN_DISPATCH_LOGITS(zp.scalar_type(), "guided_sample",
-                          [&] { run<scalar_t>(zp, zb.defined() ? &zb : nullptr, params, tokens, logp); });
-  return {tokens, logp};
+  const op_args::GuidedArgs a =
+      op_args::prepare_guided_sample(logits_pref, logits_base, weight, temperature, top_k, top_p, rng);
+  auto out = op_args::guided_sample_outputs(a);
+  if (a.B == 0) return out;
+  const float *w = a.weight.data_ptr<float>(), *tau = a.temperature.data_ptr<float>();
+  const float* p = a.top_p.data_ptr<float>();
+  const int64_t *k = a.top_k.data_ptr<int64_t>(), *g = a.rng.data_ptr<int64_t>();
+  std::vector<RowParams> params(a.B);
+  for (int64_t r = 0; r < a.B; ++r) params[r] = RowParams{w[r], tau[r], p[r], k[r], g[2 * r], g[2 * r + 1]};
+  PYALIGN_DISPATCH_LOGITS(a.zp.scalar_type(), "guided_sample", [&] {
+    run<scalar_t>(a.zp, a.zb.defined() ? &a.zb : nullptr, params, std::get<0>(out), std::get<1>(out));
+  });
+  return out;
 }
 
 }  // namespace cpu

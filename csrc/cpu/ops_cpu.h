@@ -1,4 +1,5 @@
-// CPU implementations of the pyalign_C ops (registered in csrc/bindings.cpp).
+// CPU implementations of the pyalign_C ops (registered in csrc/bindings.cpp). Their arguments are checked and
+// cast by pyalign/op_args.h, shared with the CUDA bindings.
 #pragma once
 #include <ATen/ATen.h>
 #include <tuple>
@@ -25,10 +26,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rescore_candidates(const at::Tens
                                                                   const at::Tensor& lambdas,
                                                                   const at::Tensor& temperature,
                                                                   const at::Tensor& rng, int64_t vocab_size);
-
-// Helpers shared by the op files.
-inline at::Tensor last_dim_contiguous(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
-inline at::Tensor param(const at::Tensor& t, at::ScalarType dt) { return t.to(at::kCPU, dt).contiguous(); }
 
 }  // namespace cpu
 }  // namespace pyalign

@@ -3,6 +3,7 @@
 // c_j + V·m. Rows with NaN/+inf base terms, non-finite rewards or NaN/+inf λ, or no finite base term: −1 ×3.
 #include "cpu_common.h"
 #include "ops_cpu.h"
+#include "pyalign/op_args.h"
 
 namespace pyalign {
 namespace cpu {
@@ -13,20 +14,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rescore_candidates(const at::Tens
                                                                   const at::Tensor& lambdas,
                                                                   const at::Tensor& temperature,
                                                                   const at::Tensor& rng, int64_t vocab_size) {
-  const at::Tensor b = param(base_terms, at::kFloat), rw = param(rewards, at::kFloat),
-                   c = param(candidates, at::kLong), lam = param(lambdas, at::kFloat),
-                   tau = param(temperature, at::kFloat), g = param(rng, at::kLong);
-  TORCH_CHECK(b.dim() == 2 && rw.sizes() == b.sizes() && c.sizes() == b.sizes() && lam.dim() == 2 &&
-                  lam.size(0) == b.size(0),
-              "rescore_candidates: base_terms, rewards, candidates must be [B, k] and lambdas [B, M]");
-  const int64_t B = b.size(0), k = b.size(1), M = lam.size(1);
-  at::Tensor tokens = at::empty({B}, base_terms.options().dtype(at::kLong));
-  at::Tensor pos = at::empty({B}, base_terms.options().dtype(at::kLong));
-  at::Tensor lidx = at::empty({B}, base_terms.options().dtype(at::kLong));
-  const float *bp = b.data_ptr<float>(), *rp = rw.data_ptr<float>(), *lp = lam.data_ptr<float>(),
-              *tp = tau.data_ptr<float>();
-  const int64_t *cp = c.data_ptr<int64_t>(), *gp = g.data_ptr<int64_t>();
-  int64_t *tk = tokens.data_ptr<int64_t>(), *ps = pos.data_ptr<int64_t>(), *li = lidx.data_ptr<int64_t>();
+  const op_args::RescoreCandidatesArgs a = op_args::prepare_rescore_candidates(
+      base_terms, rewards, candidates, lambdas, temperature, rng, vocab_size);
+  auto out = op_args::rescore_candidates_outputs(a);
+  if (a.B == 0) return out;
+  const int64_t B = a.B, k = a.k, M = a.M;
+  const float *bp = a.base_terms.data_ptr<float>(), *rp = a.rewards.data_ptr<float>(),
+              *lp = a.lambdas.data_ptr<float>(), *tp = a.temperature.data_ptr<float>();
+  const int64_t *cp = a.candidates.data_ptr<int64_t>(), *gp = a.rng.data_ptr<int64_t>();
+  int64_t *tk = std::get<0>(out).data_ptr<int64_t>(), *ps = std::get<1>(out).data_ptr<int64_t>(),
+          *li = std::get<2>(out).data_ptr<int64_t>();
   for_tasks(B, k * M * 16, [&](int64_t r) {
     const float* br = bp + r * k;
     const float* rr = rp + r * k;
@@ -56,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rescore_candidates(const at::Tens
     li[r] = am.i / k;
     tk[r] = cp[r * k + ps[r]];
   });
-  return {tokens, pos, lidx};
+  return out;
 }
 
 }  // namespace cpu

@@ -4,15 +4,17 @@
 // with nth_element; the per-row merge selects and sorts the k best of the chunk winners.
 #include "cpu_common.h"
 #include "ops_cpu.h"
+#include "pyalign/op_args.h"
 
 namespace pyalign {
 namespace cpu {
 
-std::tuple<at::Tensor, at::Tensor> topk_candidates(const at::Tensor& logits_in, int64_t k) {
-  TORCH_CHECK(logits_in.dim() == 2, "topk_candidates: logits must be [B, V]");
-  const at::Tensor logits = last_dim_contiguous(logits_in);
-  const int64_t B = logits.size(0), V = logits.size(1);
-  TORCH_CHECK(k >= 1 && k <= V, "topk_candidates: k must be in [1, V]");
+std::tuple<at::Tensor, at::Tensor> topk_candidates(const at::Tensor& logits_in, int64_t k_in) {
+  const op_args::TopkCandidatesArgs a = op_args::prepare_topk_candidates(logits_in, k_in);
+  auto out = op_args::topk_candidates_outputs(a);
+  if (a.B == 0) return out;
+  const at::Tensor& logits = a.logits;
+  const int64_t B = a.B, V = a.V, k = a.k;
   std::vector<Key> keys(B * k);
   PYALIGN_DISPATCH_LOGITS(logits.scalar_type(), "topk_candidates", [&] {
     const scalar_t* base = logits.data_ptr<scalar_t>();
@@ -22,10 +24,8 @@ std::tuple<at::Tensor, at::Tensor> topk_candidates(const at::Tensor& logits_in, 
       return [row](int64_t i) { return static_cast<float>(row[i]); };
     }, keys.data());
   });
-  at::Tensor values = at::empty({B, k}, logits.options().dtype(at::kFloat));
-  at::Tensor indices = at::empty({B, k}, logits.options().dtype(at::kLong));
-  float* v = values.data_ptr<float>();
-  int64_t* ix = indices.data_ptr<int64_t>();
+  float* v = std::get<0>(out).data_ptr<float>();
+  int64_t* ix = std::get<1>(out).data_ptr<int64_t>();
   PYALIGN_DISPATCH_LOGITS(logits.scalar_type(), "topk_candidates", [&] {
     const scalar_t* base = logits.data_ptr<scalar_t>();
     const int64_t st = logits.stride(0);
@@ -36,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor> topk_candidates(const at::Tensor& logits_in, 
         v[r * k + j] = static_cast<float>(base[r * st + i]);  // exact value (NaN payload and -0 kept)
       }
   });
-  return {values, indices};
+  return out;
 }
 
 }  // namespace cpu

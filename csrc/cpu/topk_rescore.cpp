@@ -5,6 +5,7 @@
 // Rows with a NaN/+inf input or no valid candidate: token −1, candidates 0..k−1, scores NaN (the torch backend).
 #include "cpu_common.h"
 #include "ops_cpu.h"
+#include "pyalign/op_args.h"
 
 namespace pyalign {
 namespace cpu {
@@ -41,22 +42,18 @@ void log_softmax_valid(const float* x, const uint8_t* valid, int64_t k, float* o
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> topk_rescore(const at::Tensor& base_in, const at::Tensor& rm_in,
-                                                            const at::Tensor& ref_in, int64_t k,
+                                                            const at::Tensor& ref_in, int64_t k_in,
                                                             const at::Tensor& weight,
                                                             const at::Tensor& temperature, const at::Tensor& rng) {
-  TORCH_CHECK(base_in.dim() == 2 && ref_in.dim() == 2 && rm_in.dim() == 3,
-              "topk_rescore: base/ref must be [B, V] and rm [B, D, V]");
-  const at::Tensor base = last_dim_contiguous(base_in), ref = last_dim_contiguous(ref_in),
-                   rm = last_dim_contiguous(rm_in);
-  const int64_t B = base.size(0), V = base.size(1), D = rm.size(1);
-  TORCH_CHECK(k >= 1 && k <= V, "topk_rescore: k must be in [1, V]");
-  TORCH_CHECK(rm.size(0) == B && rm.size(2) == V && ref.size(0) == B && ref.size(1) == V,
-              "topk_rescore: shape mismatch");
-  const at::Tensor w = param(weight, at::kFloat).reshape({B, D}), tau = param(temperature, at::kFloat),
-                   g = param(rng, at::kLong);
-  const float* wp = w.data_ptr<float>();
-  const float* taup = tau.data_ptr<float>();
-  const int64_t* gp = g.data_ptr<int64_t>();
+  const op_args::TopkRescoreArgs a =
+      op_args::prepare_topk_rescore(base_in, rm_in, ref_in, k_in, weight, temperature, rng);
+  auto out = op_args::topk_rescore_outputs(a);
+  if (a.B == 0) return out;
+  const at::Tensor &base = a.base, &ref = a.ref, &rm = a.rm;
+  const int64_t B = a.B, V = a.V, D = a.D, k = a.k;
+  const float* wp = a.weight.data_ptr<float>();
+  const float* taup = a.temperature.data_ptr<float>();
+  const int64_t* gp = a.rng.data_ptr<int64_t>();
 
   // 1. bad rows (NaN/+inf anywhere in the row's inputs)
   const int64_t S = D + 2;
@@ -81,12 +78,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> topk_rescore(const at::Tensor& ba
     }, keys.data(), &bad);
   });
 
-  at::Tensor tokens = at::empty({B}, base.options().dtype(at::kLong));
-  at::Tensor cand = at::empty({B, k}, base.options().dtype(at::kLong));
-  at::Tensor scores = at::empty({B, k}, base.options().dtype(at::kFloat));
-  int64_t* tk = tokens.data_ptr<int64_t>();
-  int64_t* cp = cand.data_ptr<int64_t>();
-  float* sc = scores.data_ptr<float>();
+  int64_t* tk = std::get<0>(out).data_ptr<int64_t>();
+  int64_t* cp = std::get<1>(out).data_ptr<int64_t>();
+  float* sc = std::get<2>(out).data_ptr<float>();
 
   // 3. rescoring
   for_tasks(B, k * S * 8, [&](int64_t r) {
@@ -139,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> topk_rescore(const at::Tensor& ba
     }
     tk[r] = c[am.i];
   });
-  return {tokens, cand, scores};
+  return out;
 }
 
 }  // namespace cpu

@@ -1,6 +1,6 @@
 """Backend registry: which implementation of the ``torch.ops.pyalign`` ops runs for a given device.
 
-Every backend module exposes the same five functions with the op signatures of ``pyalign/_ops.py``
+Every backend module exposes the same five functions with the op signatures of ``pyalign/ops/``
 (tensors already validated by the public wrappers, contiguous last dimension):
 
     guided_sample, guided_logprobs, topk_candidates, topk_rescore, rescore_candidates
@@ -10,7 +10,9 @@ raising, so that kernels never need a host synchronisation; the public wrappers 
 
 Selection, first match wins: ``with pyalign.backends.use("triton"):`` (thread-local), the environment
 variable ``PYALIGN_BACKEND=torch|cpp|cuda|triton``, then the fastest available for the device
-(CPU: cpp → torch; CUDA: cuda → triton → torch).
+(CPU: cpp → torch; CUDA: cuda → triton → torch). When the automatic choice has to skip the backend a device
+normally uses (cpp on CPU, cuda on CUDA), it says why once per process (``BackendFallbackWarning``, naming the
+backend, the reason and the fix); ``status()`` gives every backend's state for ``pyalign backends``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import contextlib
 import importlib
 import os
 import threading
+import warnings
 from types import ModuleType
 
 NAMES = ("torch", "cpp", "cuda", "triton")
@@ -25,10 +28,24 @@ _DEFAULT_ORDER = {"cpu": ("cpp", "torch"), "cuda": ("cuda", "triton", "torch")}
 _DEVICES = {"torch": ("cpu", "cuda"), "cpp": ("cpu",), "cuda": ("cuda",), "triton": ("cuda", "cpu")}
 _local = threading.local()
 _cache: dict[str, ModuleType | Exception] = {}
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+_FIX = {
+    "cpp": "the cpp backend compiles csrc/ at first use: it needs a C++17 compiler (g++) and ninja "
+           "(pip install ninja), and the sources (a checkout, a wheel that ships them, or PYALIGN_CSRC pointing "
+           "at a csrc/ folder); PYALIGN_BUILD_VERBOSE=1 shows the compiler output",
+    "cuda": "the cuda backend compiles csrc/ with nvcc at first use: install the CUDA toolkit matching "
+            "torch.version.cuda and set CUDA_HOME (or install a build made with PYALIGN_BUILD_EXT=1); "
+            "PYALIGN_BUILD_VERBOSE=1 shows the compiler output",
+}
 
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (not built, no GPU, Triton missing, ...)."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """The automatic choice skipped the backend a device normally uses (it failed to load)."""
 
 
 def _load(name: str) -> ModuleType:
@@ -73,10 +90,45 @@ def for_device(device_type: str) -> ModuleType:
         if name == "triton" and device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             raise BackendUnavailable("the triton backend runs on CPU tensors only under TRITON_INTERPRET=1")
         return _load(name)
-    for candidate in _DEFAULT_ORDER.get(device_type, ("torch",)):
+    order = _DEFAULT_ORDER.get(device_type, ("torch",))
+    for candidate in order:
         if available(candidate):
+            if candidate != order[0]:
+                _warn_fallback(order[0], candidate, device_type)
             return _load(candidate)
-    raise BackendUnavailable(f"no pyalign backend can run on {device_type}")
+    raise BackendUnavailable(f"no pyalign backend can run on {device_type}: " + "; ".join(
+        f"{name}: {reason(name)}" for name in order))
+
+
+def reason(name: str) -> str | None:
+    """Why backend ``name`` cannot load (the error it raised), or None if it loads."""
+    try:
+        _load(name)
+        return None
+    except BackendUnavailable as exc:
+        found = _cache.get(name)
+        return f"{type(found).__name__}: {found}" if isinstance(found, Exception) else str(exc)
+
+
+def status() -> dict[str, str]:
+    """{backend name: "ok" or the reason it cannot load} for every backend (loading cpp may compile it once)."""
+    return {name: reason(name) or "ok" for name in NAMES}
+
+
+def _warn_fallback(skipped: str, chosen: str, device_type: str) -> None:
+    """Warn once per process that ``skipped`` (the device's usual backend) failed to load."""
+    with _warn_lock:
+        if skipped in _warned:
+            return
+        _warned.add(skipped)
+    why = reason(skipped) or "unknown"
+    if len(why) > 2000:
+        why = why[:2000] + " [...] (pyalign backends shows the whole message)"
+    warnings.warn(
+        f"pyalign: the {skipped} backend is unavailable, so {device_type} ops run on the {chosen} backend "
+        f"(slower). Reason: {why}. Fix: {_FIX.get(skipped, 'see the reason')}; or set PYALIGN_BACKEND={chosen} "
+        "to choose it explicitly (this warning is then not shown).",
+        BackendFallbackWarning, stacklevel=3)
 
 
 def default_name(device_type: str) -> str:
