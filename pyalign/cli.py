@@ -205,13 +205,8 @@ def _run_generate(a) -> int:
 
 def _run_backends(a) -> int:
     from pyalign import backends
-    for name in backends.NAMES:
-        try:
-            backends._load(name)
-            state = "available"
-        except backends.BackendUnavailable as exc:
-            state = f"unavailable ({exc.__cause__ or exc})"
-        print(f"{name:7s} {state}")
+    for name, state in backends.status().items():
+        print(f"{name:7s} {'available' if state == 'ok' else 'unavailable (' + state + ')'}")
     print(f"default on cpu: {backends.default_name('cpu')}")
     return 0
 

@@ -17,7 +17,7 @@ if _build.nvcc_path() is None and _build._installed_library() is None:
 BUILD_INFO = _build.load()
 if not _build.has_cuda_kernels():
     raise _build.BuildError(f"the pyalign extension ({BUILD_INFO}) has no CUDA kernels; rebuild it with nvcc "
-                            "available (clear TORCH_EXTENSIONS_DIR/pyalign_C_cpu)")
+                            "available (set PYALIGN_FORCE_JIT=1 and unset PYALIGN_NO_CUDA_EXT)")
 MAX_KERNEL_TOPK = 2048  # csrc/cuda/launchers.h kMaxKernelTopK
 
 from ._c_ops import guided_logprobs, guided_sample, rescore_candidates, topk_candidates  # noqa: E402,F401

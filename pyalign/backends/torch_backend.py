@@ -12,7 +12,7 @@ def _bad_rows(*tensors: torch.Tensor) -> torch.Tensor:
     for t in tensors:
         if t is None:
             continue
-        flat = t.reshape(t.shape[0], -1)
+        flat = t.flatten(1) if t.dim() > 1 else t[:, None]
         b = (torch.isnan(flat) | torch.isposinf(flat)).any(dim=-1)
         bad = b if bad is None else bad | b
     return bad
