@@ -1,15 +1,21 @@
-"""The Triton backend against the torch reference backend, under TRITON_INTERPRET=1 on CPU tensors.
+"""The Triton backend against the torch reference backend.
 
-Kept cheap: the interpreter runs every program in Python, so vocabularies stay small except one case.
+With CUDA the *compiled* kernels run on the GPU (inputs built on the CPU are moved there, results compared
+on the CPU); without CUDA the same tests run under TRITON_INTERPRET=1 on CPU tensors. Kept cheap: the
+interpreter runs every program in Python, so vocabularies stay small except one case. ``gpu`` tests (CUDA
+graphs, streams, devices, large vocabularies) are skipped without CUDA.
 """
 from __future__ import annotations
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest
 import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ["TRITON_INTERPRET"] = "1"                # before triton is imported
+
+import pytest  # noqa: E402
 
 pytest.importorskip("triton")
 
@@ -24,7 +30,19 @@ from pyalign.triton_kernels.guided_sample import guided_sample as tri_sample  # 
 
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
+DEV = torch.device("cuda" if CUDA else "cpu")
+gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (compiled Triton kernels)")
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-2, torch.float16: 5e-2}
+
+
+def _on(fn, *args, **kw):
+    """Run a Triton launcher on DEV (tensor arguments moved there), results back on the CPU. On CUDA the
+    interpreter-only ``block_size`` hook is dropped: the GPU runs the production (AOT-tested) variants."""
+    if CUDA:
+        kw.pop("block_size", None)
+    mv = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+    out = fn(*mv, **kw)
+    return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
@@ -81,9 +99,10 @@ def test_philox_bits_and_gumbel():
     idx = torch.cat([torch.arange(32), torch.tensor([2 ** 31 - 1, 2 ** 32 + 5, 262143, 123456789012])])
     idx = torch.cat([idx, torch.zeros(64 - idx.numel(), dtype=torch.int64)])
     for seed, off in [(0, 0), (2 ** 62 - 1, 2 ** 33 + 7), (-3, -1), (12345, 99)]:
-        x = torch.empty(64, dtype=torch.int64)
-        g = torch.empty(64)
-        _philox_probe[(1,)](x, g, idx, seed, off, N=64)
+        x = torch.empty(64, dtype=torch.int64, device=DEV)
+        g = torch.empty(64, device=DEV)
+        _philox_probe[(1,)](x, g, idx.to(DEV), seed, off, N=64)
+        x, g = x.cpu(), g.cpu()
         s, o = torch.tensor(seed), torch.tensor(off)
         x0, *_ = ref_philox.philox4x32_10(idx, 0, o, o >> 32, s, s >> 32)
         assert torch.equal(x, x0)
@@ -99,8 +118,8 @@ def test_guided_logprobs(dtype, V, mask_frac, strided):
     zp = _logits(B, V, dtype, mask_frac=mask_frac, strided=strided)
     zb = _logits(B, V, dtype, mask_frac=mask_frac, gen=torch.Generator().manual_seed(7), strided=strided)
     w, _ = _params(B)
-    _close(tk.guided_logprobs(zp, zb, w), tb.guided_logprobs(zp, zb, w), TOL[dtype])
-    _close(tk.guided_logprobs(zp, None, w), tb.guided_logprobs(zp, None, w), TOL[dtype])
+    _close(_on(tk.guided_logprobs, zp, zb, w), tb.guided_logprobs(zp, zb, w), TOL[dtype])
+    _close(_on(tk.guided_logprobs, zp, None, w), tb.guided_logprobs(zp, None, w), TOL[dtype])
 
 
 def test_guided_logprobs_bad_rows_and_spread():
@@ -111,7 +130,7 @@ def test_guided_logprobs_bad_rows_and_spread():
     zb[2, 7] = float("inf")
     zp[3] = float("-inf")
     w = torch.tensor([2.0, 1.0, 5.6, 1.0])
-    out = tk.guided_logprobs(zp, zb, w)
+    out = _on(tk.guided_logprobs, zp, zb, w)
     assert torch.isnan(out[1:]).all() and torch.isfinite(out[0]).any()
     _close(out, tb.guided_logprobs(zp, zb, w), 1e-3)
 
@@ -119,7 +138,7 @@ def test_guided_logprobs_bad_rows_and_spread():
 # ---------------------------------------------------------------- guided_sample: same tokens as torch
 
 def _check_sample(zp, zb, w, tau, k, p, rng, tol, **kw):
-    tok, lp = tri_sample(zp, zb, w, tau, k, p, rng, **kw)
+    tok, lp = _on(tri_sample, zp, zb, w, tau, k, p, rng, **kw)
     rt, rl = tb.guided_sample(zp, zb, w, tau, k, p, rng)
     assert torch.equal(tok, rt), (tok, rt)
     _close(lp, rl, tol)
@@ -198,9 +217,9 @@ def test_filters_never_leave_the_set():
     for k, p in ((5, 1.0), (0, 0.5), (10, 0.7)):
         kk = torch.full((B,), k, dtype=torch.int64)
         pp = torch.full((B,), p)
-        tok, _ = tri_sample(z, None, torch.ones(B), torch.ones(B), kk, pp, rng)
-        keep = topk_mask(z, kk)
-        keep = topp_mask(z.masked_fill(~keep, float("-inf")), pp)
+        tok, _ = _on(tri_sample, z, None, torch.ones(B), torch.ones(B), kk, pp, rng)
+        keep_k = topk_mask(z, kk)
+        keep = keep_k & topp_mask(z.masked_fill(~keep_k, float("-inf")), pp)
         assert keep.gather(1, tok[:, None]).all()
         assert tok.unique().numel() > 1
 
@@ -213,7 +232,7 @@ def test_sample_distribution_matches_softmax():
     w = 2.0
     zp[0, 4] = float("-inf")
     rng = torch.stack([torch.arange(B) * 6364136223846793005 % (2 ** 62), torch.full((B,), 42)], 1)
-    tok, lp = tri_sample(zp.expand(B, V), zb.expand(B, V), torch.full((B,), w), torch.ones(B),
+    tok, lp = _on(tri_sample, zp.expand(B, V), zb.expand(B, V), torch.full((B,), w), torch.ones(B),
                          torch.zeros(B, dtype=torch.int64), torch.ones(B), rng)
     probs = torch.softmax(zb + w * (zp - zb), -1)[0]
     hist = torch.bincount(tok, minlength=V).float() / B
@@ -243,7 +262,7 @@ def test_topk_candidates(dtype):
     x[1, :] = float("-inf")
     x[1, 3] = 0.0
     for k in (1, 10, 33):
-        v, i = tk.topk_candidates(x, k)
+        v, i = _on(tk.topk_candidates, x, k)
         rv, ri = tb.topk_candidates(x, k)
         assert torch.equal(i, ri)
         assert torch.equal(v, rv)
@@ -263,7 +282,7 @@ def test_topk_rescore(D, dtype):
     weight = torch.rand(B, D, generator=g) * 1.5
     tau = torch.tensor([0.0, 0.7, 0.0, 1.2, 1.0, 0.5])
     rng = _rng(B)
-    t, c, s = tk.topk_rescore(base, rm, ref, k, weight, tau, rng)
+    t, c, s = _on(tk.topk_rescore, base, rm, ref, k, weight, tau, rng)
     rt, rc, rs = tb.topk_rescore(base, rm, ref, k, weight, tau, rng)
     assert torch.equal(t, rt) and torch.equal(c, rc)
     assert t[4] == -1
@@ -278,7 +297,7 @@ def test_topk_rescore_no_valid_candidate():
     _, cand = tb.topk_candidates(base, k)
     ref[1, cand[1]] = float("-inf")
     w, tau, rng = torch.ones(B, 1), torch.zeros(B), _rng(B)
-    t, c, s = tk.topk_rescore(base, rm, ref, k, w, tau, rng)
+    t, c, s = _on(tk.topk_rescore, base, rm, ref, k, w, tau, rng)
     rt, rc, rs = tb.topk_rescore(base, rm, ref, k, w, tau, rng)
     assert t.tolist() == rt.tolist() and t[1] == -1 and torch.equal(c, rc)
     _close(s, rs, 1e-5)
@@ -300,7 +319,7 @@ def test_rescore_candidates(M):
     tau = torch.rand(B, generator=g) + 0.2
     tau[::3] = 0.0
     rng = _rng(B)
-    out = tk.rescore_candidates(b, r, cand, lam, tau, rng, V)
+    out = _on(tk.rescore_candidates, b, r, cand, lam, tau, rng, V)
     ref_out = tb.rescore_candidates(b, r, cand, lam, tau, rng, V)
     for a, e in zip(out, ref_out):
         assert torch.equal(a, e)
@@ -311,8 +330,8 @@ def test_rescore_candidates(M):
 
 def test_public_api_with_triton_backend():
     B, V = 4, 600
-    zp = _logits(B, V, torch.bfloat16, strided=True)
-    zb = _logits(B, V, torch.bfloat16, gen=torch.Generator().manual_seed(1), strided=True)
+    zp = _logits(B, V, torch.bfloat16, strided=True).to(DEV)
+    zb = _logits(B, V, torch.bfloat16, gen=torch.Generator().manual_seed(1), strided=True).to(DEV)
     kw = dict(weight=torch.tensor([1.0, 2.0, 3.0, 5.6]), temperature=torch.tensor([0.0, 1.0, 0.7, 1.0]),
               top_k=torch.tensor([0, 0, 20, 5]), top_p=torch.tensor([1.0, 0.9, 1.0, 0.8]), seed=123, offset=4)
     with backends.use("torch"):
@@ -333,3 +352,247 @@ def test_public_api_with_triton_backend():
     _close(lp, ref_lp, 5e-2)
     _close(logp, ref_logp, 5e-2)
     assert torch.equal(c[1], ref_c[1]) and torch.equal(t, ref_t)
+
+
+# ---------------------------------------------------------------- filtered sampling: every path of the rejection test
+
+def _rejection_path(s: torch.Tensor, g: torch.Tensor, k: int, p: float, rounds: int) -> int:
+    """Which path the kernel takes for one filtered row (a float64 model of ``_filtered_pick``):
+    the round (0..rounds-1) whose candidate is accepted, or ``rounds`` for the exact fallback."""
+    s, g = s.double(), g.double()
+    e = torch.exp(s - s.max())
+    c = int(torch.argmax(s + g))
+    for r in range(rounds):
+        gt, ge = s > s[c], s >= s[c]
+        n, m_gt, m_ge, z = int(gt.sum()), float(e[gt].sum()), float(e[ge].sum()), float(e.sum())
+        in_k = k <= 0 or n < k
+        if p >= 1.0:
+            acc, rej = in_k, not in_k
+        else:
+            acc = in_k and m_gt < p * (m_ge if k > 0 else z)
+            rej = (not in_k) or m_gt >= p * z
+        if acc:
+            return r
+        if not rej:
+            return rounds
+        c = int(torch.argmax(torch.where(gt, s + g, torch.tensor(float("-inf"), dtype=torch.float64))))
+    return rounds
+
+
+def test_filtered_sampling_every_path_matches_torch():
+    from pyalign.triton_kernels.guided_sample import NROUNDS
+    B, V = 32, 300
+    g = torch.Generator().manual_seed(21)
+    zp = torch.randn(B, V, generator=g) * torch.linspace(0.3, 6.0, B)[:, None]     # flat ... peaked rows
+    zp[::5, 100:] = float("-inf")                                                   # masked tails
+    zp[3::7] = torch.randint(-2, 3, (V,), generator=g).float()                      # heavy ties
+    zb = torch.randn(B, V, generator=g)
+    w = torch.rand(B, generator=g) * 3
+    tau = torch.rand(B, generator=g) + 0.3
+    k = torch.tensor([0, 1, 2, 5, 50, 700, 0, 3] * (B // 8))
+    p = torch.tensor([0.3, 1.0, 0.9, 0.5, 0.99, 0.95, 0.05, 1.0] * (B // 8))
+    k[::11] = 0
+    rng = _rng(B, 9)
+    _check_sample(zp, zb, w, tau, k, p, rng, 1e-5, block_size=128, n_split=3)
+    tok = _check_sample(zp, zb, w, tau, k, p, rng, 1e-5, block_size=512, n_split=1)
+    # which paths were exercised (the reference's own quantities, see guided_sample's docstring)
+    z = tb.ref.guided_logits(zp, zb, w).float()
+    s = z / tau[:, None]
+    noise = ref_philox.row_gumbel(rng, V)
+    paths = [_rejection_path(s[b], noise[b], int(k[b]), float(p[b]), NROUNDS) for b in range(B)
+             if int(k[b]) > 0 or float(p[b]) < 1.0]
+    assert 0 in paths and any(0 < r < NROUNDS for r in paths) and NROUNDS in paths, paths
+    assert (tok >= 0).all()
+
+
+@pytest.mark.parametrize("k,p", [(3, 1.0), (0, 0.75)])
+def test_filtered_sampling_statistics(k, p):
+    """Draws with top-k 3 (or top-p 0.75) follow softmax over the kept set and never leave it."""
+    B, V = 256, 6
+    z = torch.tensor([[2.0, 1.5, 1.2, 1.2, 0.3, -1.0]])
+    kk = torch.full((B,), k, dtype=torch.int64)
+    pp = torch.full((B,), p)
+    keep_k = topk_mask(z, kk[:1])
+    keep = (keep_k & topp_mask(z.masked_fill(~keep_k, float("-inf")), pp[:1]))[0]
+    probs = torch.softmax(z[0].masked_fill(~keep, float("-inf")), -1)
+    rng = torch.stack([torch.arange(B) * 2654435761 % (2 ** 61), torch.full((B,), 3)], 1)
+    tok, lp = _on(tri_sample, z.expand(B, V), None, torch.ones(B), torch.ones(B), kk, pp, rng, block_size=8)
+    hist = torch.bincount(tok, minlength=V).float() / B
+    assert keep.gather(0, tok).all() and 1 < keep.sum() < V
+    assert torch.nn.functional.cosine_similarity(hist, probs, dim=0) > 0.99
+    torch.testing.assert_close(lp, torch.log_softmax(z[0], -1)[tok])
+
+
+# ---------------------------------------------------------------- fp64 logits are computed in fp64
+
+def test_fp64_logprobs_and_sample_computed_in_fp64():
+    B, V = 4, 300
+    g = torch.Generator().manual_seed(5)
+    zb = 1e6 + torch.randn(B, V, generator=g, dtype=torch.float64) * 1e-3     # fp32 cannot hold these gaps
+    zp = zb + torch.randn(B, V, generator=g, dtype=torch.float64) * 1e-3
+    w = torch.tensor([5.6487, 2.0, 1.0, 3.0])
+    out = _on(tk.guided_logprobs, zp, zb, w)
+    ref = tb.guided_logprobs(zp, zb, w)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    fp32 = tb.guided_logprobs(zp.float(), zb.float(), w)
+    assert (fp32 - ref).abs().max() > 1e-2                  # the test can tell fp32 from fp64 arithmetic
+    tau = torch.tensor([0.0, 1e-3, 2e-3, 1e-3])
+    k, p = torch.tensor([0, 0, 5, 0]), torch.tensor([1.0, 1.0, 1.0, 0.5])
+    for base in (zb, None):
+        _check_sample(zp, base, w, tau, k, p, _rng(B), 1e-6, block_size=128, n_split=2)
+    v, i = _on(tk.topk_candidates, zp, 7)
+    rv, ri = tb.topk_candidates(zp, 7)
+    assert torch.equal(i, ri) and torch.equal(v, rv)
+
+
+# ---------------------------------------------------------------- empty batches, reduction safety
+
+def test_empty_batch_every_op():
+    V = 50
+    e = torch.empty(0, V)
+    i64 = torch.empty(0, dtype=torch.int64)
+    rng0 = torch.empty(0, 2, dtype=torch.int64)
+    tok, lp = _on(tri_sample, e, e, torch.empty(0), torch.empty(0), i64, torch.empty(0), rng0)
+    assert tok.shape == (0,) and lp.shape == (0,)
+    assert _on(tk.guided_logprobs, e, None, torch.empty(0)).shape == (0, V)
+    v, i = _on(tk.topk_candidates, e, 3)
+    assert v.shape == (0, 3) and i.shape == (0, 3)
+    t, c, s = _on(tk.topk_rescore, e, e[:, None], e, 3, torch.empty(0, 1), torch.empty(0), rng0)
+    assert t.shape == (0,) and c.shape == (0, 3) and s.shape == (0, 3)
+    out = _on(tk.rescore_candidates, torch.empty(0, 4), torch.empty(0, 4), torch.empty(0, 4, dtype=torch.int64),
+              torch.empty(0, 2), torch.empty(0), torch.empty(0, 2, dtype=torch.int64), V)
+    assert all(o.shape == (0,) for o in out)
+
+
+def test_unfinished_split_reduction_leaves_minus_one():
+    """Program 0 of a split row writes -1 / NaN first: a reduction that never completes (here a counter
+    that never reaches NSPLIT - 1) cannot leave uninitialised memory in the outputs."""
+    from pyalign.triton_kernels import guided_sample as gs
+    B, V, nsplit = 3, 512, 4
+    zp = _logits(B, V).to(DEV)
+    tokens = torch.full((B,), 1234567, dtype=torch.int64, device=DEV)
+    logp = torch.zeros(B, device=DEV)
+    ws = torch.zeros(B + B * nsplit * gs.NW, dtype=torch.int32, device=DEV)
+    ws[:B] = 10 ** 6                                           # "corrupted" counters
+    cx = gs._constexprs(zp.dtype, False, None if CUDA else 128)
+    ones = torch.ones(B, device=DEV)
+    gs._guided_sample_kernel[(B, nsplit)](
+        zp, zp, zp.stride(0), zp.stride(0), ones, ones, torch.zeros(B, dtype=torch.int64, device=DEV), ones,
+        _rng(B).to(DEV), tokens, logp, ws[B:].view(torch.float32), ws[B:], ws[:B], V, 128, nsplit, **cx,
+        num_warps=gs.NUM_WARPS)
+    assert (tokens.cpu() == -1).all() and torch.isnan(logp.cpu()).all()
+
+
+def test_split_calls_do_not_share_workspace():
+    """Two calls in a row (the second would see a stale counter if workspaces were cached and not reset)."""
+    B, V = 2, 900
+    zp = _logits(B, V)
+    w, tau = torch.ones(B), torch.ones(B)
+    z0, o1 = torch.zeros(B, dtype=torch.int64), torch.ones(B)
+    for off in range(3):
+        _check_sample(zp, None, w, tau, z0, o1, _rng(B, off), 1e-5, block_size=128, n_split=5)
+
+
+def test_device_guard_cpu_is_a_no_op():
+    from pyalign.triton_kernels._common import device_guard
+    with device_guard(torch.zeros(1)):
+        pass
+
+
+def test_large_k_routes_to_torch():
+    from pyalign.triton_kernels.topk_candidates import MAX_K
+    B, V = 2, MAX_K + 40
+    x = _logits(B, V)
+    v, i = tk.topk_candidates(x, MAX_K + 3)
+    rv, ri = tb.topk_candidates(x, MAX_K + 3)
+    assert torch.equal(i, ri) and torch.equal(v, rv)
+
+
+# ---------------------------------------------------------------- GPU only: compiled kernels under real conditions
+
+def _sample_args(B, V, dtype, dev, seed=0, filt=True):
+    g = torch.Generator().manual_seed(seed)
+    zp = (torch.randn(B, V, generator=g) * 3).to(dtype).to(dev)
+    zb = (torch.randn(B, V, generator=g) * 3).to(dtype).to(dev)
+    w = (torch.rand(B, generator=g) * 5).to(dev)
+    tau = (torch.rand(B, generator=g) + 0.3).to(dev)
+    tau[::4] = 0.0
+    k = torch.where(torch.rand(B, generator=g) < 0.5, 50, 0).to(dev) if filt else torch.zeros(B, dtype=torch.int64,
+                                                                                               device=dev)
+    p = torch.where(torch.rand(B, generator=g) < 0.5, 0.9, 1.0).to(dev) if filt else torch.ones(B, device=dev)
+    rng = _rng(B, seed).to(dev)
+    return zp, zb, w, tau, k, p, rng
+
+
+@gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,V", [(1, 262144), (8, 128256), (300, 32000)])
+def test_gpu_large_vocab_matches_torch(dtype, B, V):
+    args = _sample_args(B, V, dtype, "cuda", seed=B)
+    tok, lp = tri_sample(*args)
+    rt, rl = tb.guided_sample(*args)
+    assert torch.equal(tok, rt)
+    _close(lp.cpu(), rl.cpu(), TOL[dtype])
+    _close(tk.guided_logprobs(*args[:3]).cpu(), tb.guided_logprobs(*args[:3]).cpu(), TOL[dtype])
+
+
+@gpu
+def test_gpu_cuda_graph_replays_with_new_inputs():
+    B, V = 4, 131072
+    static = [a.clone() for a in _sample_args(B, V, torch.bfloat16, "cuda", seed=0)]
+    tri_sample(*static)                                     # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        tok, lp = tri_sample(*static)
+        lps = tk.guided_logprobs(*static[:3])
+    for seed in (1, 2, 3, 4):
+        for dst, src in zip(static, _sample_args(B, V, torch.bfloat16, "cuda", seed=seed)):
+            dst.copy_(src)
+        graph.replay()
+        torch.cuda.synchronize()
+        rt, rl = tb.guided_sample(*static)
+        assert torch.equal(tok, rt), seed
+        _close(lp.cpu(), rl.cpu(), 5e-2)
+        _close(lps.cpu(), tb.guided_logprobs(*static[:3]).cpu(), 5e-2)
+
+
+@gpu
+def test_gpu_two_streams_at_once():
+    B, V = 2, 262144
+    a = _sample_args(B, V, torch.float32, "cuda", seed=5)
+    b = _sample_args(B, V, torch.float32, "cuda", seed=6)
+    tri_sample(*a)
+    torch.cuda.synchronize()
+    s1, s2 = torch.cuda.Stream(), torch.cuda.Stream()
+    outs = {}
+    for _ in range(3):
+        with torch.cuda.stream(s1):
+            outs["a"] = tri_sample(*a)
+        with torch.cuda.stream(s2):
+            outs["b"] = tri_sample(*b)
+        torch.cuda.synchronize()
+        assert torch.equal(outs["a"][0], tb.guided_sample(*a)[0])
+        assert torch.equal(outs["b"][0], tb.guided_sample(*b)[0])
+
+
+@gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_gpu_tensors_on_a_non_current_device():
+    args = _sample_args(3, 50000, torch.float16, "cuda:1", seed=7)
+    with torch.cuda.device(0):
+        tok, lp = tri_sample(*args)
+        logp = tk.guided_logprobs(*args[:3])
+        v, i = tk.topk_candidates(args[0], 10)
+    assert tok.device.index == 1 and logp.device.index == 1
+    assert torch.equal(tok, tb.guided_sample(*args)[0])
+    assert torch.equal(i, tb.topk_candidates(args[0], 10)[1])
+
+
+@gpu
+def test_gpu_empty_batch():
+    e = torch.empty(0, 1000, device="cuda")
+    tok, lp = tri_sample(e, e, *(torch.empty(0, device="cuda") for _ in range(2)),
+                         torch.empty(0, dtype=torch.int64, device="cuda"), torch.empty(0, device="cuda"),
+                         torch.empty(0, 2, dtype=torch.int64, device="cuda"))
+    assert tok.shape == (0,) and tk.guided_logprobs(e, e, torch.empty(0, device="cuda")).shape == (0, 1000)

@@ -1,18 +1,46 @@
-"""Fused guided sampling: z = zb + w*(zp - zb) (fp32, -inf where either is -inf), then per row b
+"""Fused guided sampling: z = zb + w*(zp - zb) (fp32; fp64 logits combined in fp64 and rounded once;
+-inf where either is -inf), then per row b
 
     greedy (tau = 0):  token = min argmax_i z_i
     sampled:           s = z / tau;  keep = top-k / top-p sets of ``pyalign.reference.sampling``;
                        token = min argmax_{i kept} s_i + g_i,   g_i = Gumbel(seed_b, offset_b, i)  (Philox)
     logprob = log_softmax(z)[token] = z_token - max z - log sum exp(z - max z)
 
-One launch. Grid (B, NSPLIT): for small B a row is split over NSPLIT programs; each folds its chunk into
-(max, sum-exp, best key, best index, z at best, bad flag), writes it to a workspace, and the last program of
-the row to finish (an acq_rel atomic counter, reset to 0 by that program) reduces the NSPLIT partials.
-Unfiltered rows read the row once. Rows with top-k / top-p are handled by the row's first program alone:
-it finds the keep threshold on the order-preserving integer image of s (keep i iff key(s_i) >= t) by a
-multi-probe bisection (NPROBE thresholds tested per pass over the row: count(key > t) < k for top-k, then
-mass(key > t) < p * Z over the top-k set for top-p), then does the same single scan with the threshold.
-Rows with NaN / +inf input or no finite z give token -1 and logprob NaN.
+One launch, grid (B, NSPLIT). For small B a row is split over NSPLIT programs; each folds its chunk into
+partials (max, sum-exp of z; best key, index, z at best; max and sum-exp of s; bad flag) in a per-call
+workspace (``torch.zeros``: a memset, so every call and every CUDA-graph replay starts from zeroed
+counters), and the last program of the row to finish (an acq_rel atomic counter) reduces them. In split
+mode program 0 of each row first writes token -1 / logprob NaN, so an unfinished reduction never leaves
+garbage. Rows with NaN / +inf input or no finite z give token -1 and logprob NaN.
+
+Filtered rows (top-k / top-p), by rejection against the unfiltered Gumbel-max winner, exact:
+the kept set K is an upper set of s (keep i iff key(s_i) >= t), so if the winner c over *all* tokens lies
+in K it is also the winner over K. The first pass (all programs) already gives c, Z and each chunk's max s;
+the reducer then tests c with one pass that counts n = #{key > key_c} and the masses
+M_> = sum_{key > key_c} e_j, M_>= = sum_{key >= key_c} e_j (e_j = exp(s_j - max s)). That pass reads only
+the chunks whose max s reaches s_c, and in them only blocks whose max does: for a peaked (language-model)
+row that is a few blocks, so the filtered sample costs about one unfiltered pass at small B (many
+programs per row) and about two at large B (one program per row reads its row twice).
+
+    top-k only:      c in K  iff  n < k
+    top-p only:      c in K  iff  M_> < p Z                   (Z = sum_j e_j, from the first pass)
+    top-k and top-p: c in K  if   n < k and M_> < p M_>=      (Z_k >= M_>=),
+                     c not in K if n >= k or M_> >= p Z        (Z_k <= Z); otherwise undecided.
+
+A rejected c means K lies strictly above key_c: the same pass also gives the next candidate
+argmax_{key > key_c} s + g, tested in the next round (at most NROUNDS). Undecided rows fall back to the
+exact threshold search (a multi-probe bisection on the integer key, NPROBE thresholds per pass, ~10-20
+passes), then one scan of the kept set.
+How often each path is taken (float64 model of this logic, tests/test_triton_backend.py::_rejection_path,
+400 rows of V = 32000, NROUNDS = 3): top-p 0.9 alone is decided in round 0 for ~91 % of rows and in
+rounds 1-2 for the rest (no fallback in the sample: without top-k every test is conclusive), on peaked,
+N(0, 4²) and flat rows alike. Top-k is slow to converge when the winner ranks far below k: top-k 50 alone
+falls back for 0.2 % (N(0, 4²)), 2 % (Zipf 1.1) and 69 % (flat N(0, 1)) of rows; top-k 50 + top-p 0.9
+for ~45-50 % (the top-p bound with an unknown top-k mass is often inconclusive) and 94 % on flat rows.
+Those rows cost what the old one-program bisection cost; an exact top-k stage (per-chunk top-k lists
+merged by the reducer) would remove that path and is the next step.
+Masses are compared unnormalised (M_> < p Z rather than the reference's cumulative softmax < p), so a row
+whose nucleus boundary sits within rounding of p may differ from the reference; exact ties are exact.
 """
 from __future__ import annotations
 
@@ -20,44 +48,45 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import float_key, load_guided, online_lse
+from ._common import (BIG_IDX, LOGIT_DTYPES, MAX_KEY, MIN_KEY, PTR_TYPE, Variant, device_guard, float_key,
+                      load_guided_f32, make_signature, online_lse, row_view)
 from ._philox import philox_gumbel
 
-_MIN_KEY: tl.constexpr = -(2 ** 40)
-_MAX_KEY: tl.constexpr = 2 ** 40
-_BIG_IDX: tl.constexpr = 2 ** 31 - 1
+BLOCK = 1024        # first pass: elements per iteration
+VBLOCK = 1024       # rejection test pass (run by one program per row)
+FBLOCK = 128        # exact fallback bisection ([FBLOCK, NPROBE] tiles)
+NPROBE = 16
+NROUNDS = 3
+RBLOCK = 64         # partials reduced per iteration by the last program of a row
+NUM_WARPS = 8         # 4 elements per thread per block: no spills (4 warps spill ~100 B on sm_90)
+MAXSPLIT = 512      # most programs per row (the rejection pass keeps one max per chunk in registers)
+NW = 8              # workspace words per (row, split): m, ssum, best, best_z, ms, ss (fp32), best_i, bad (i32)
 
 
 @triton.jit
-def _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE: tl.constexpr):
-    z, _bad = load_guided(zp_row, zb_row, offs, mask, w, HAS_BASE)
+def _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE: tl.constexpr, F64: tl.constexpr):
+    z, _bad = load_guided_f32(zp_row, zb_row, offs, mask, w, HAS_BASE, F64)
     s = tl.math.div_rn(z, tau)
-    return s, tl.where(mask, float_key(s), _MIN_KEY)
+    return s, tl.where(mask, float_key(s), MIN_KEY)
 
 
 @triton.jit
-def _search_threshold(zp_row, zb_row, V, w, tau, lo, hi, limit, base_thr, smax,
-                      HAS_BASE: tl.constexpr, MASS: tl.constexpr, BLOCK: tl.constexpr, NPROBE: tl.constexpr):
-    """Smallest key t in [lo, hi] with stat(t) < limit, stat(t) = #{key > t} (MASS=False) or
-    sum_{key > t, key >= base_thr} exp(s - smax) (MASS=True); stat(hi) < limit must hold."""
+def _search_threshold(zp_row, zb_row, V, w, tau, lo, hi, limit, base_thr, smax, mass,
+                      HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr, NPROBE: tl.constexpr):
+    """Smallest key t in [lo, hi] with stat(t) < limit, stat(t) = sum_{key > t, key >= base_thr} e,
+    e = exp(s - smax) if ``mass`` else 1 (a count, exact in fp32 below 2^24 tokens); stat(hi) < limit."""
     j = tl.arange(0, NPROBE).to(tl.int64)
     while lo < hi:
         step = (hi - lo + NPROBE - 1) // NPROBE
         piv = tl.minimum(lo + step * j, hi)
-        if MASS:
-            acc = tl.zeros([NPROBE], dtype=tl.float32)
-        else:
-            acc = tl.zeros([NPROBE], dtype=tl.int32)
+        acc = tl.zeros([NPROBE], dtype=tl.float32)
         for start in range(0, V, BLOCK):
             offs = start + tl.arange(0, BLOCK)
             mask = offs < V
-            s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE)
-            gt = key[:, None] > piv[None, :]
-            if MASS:
-                e = tl.where(mask & (key >= base_thr), tl.exp(s - smax), 0.0)
-                acc += tl.sum(tl.where(gt, e[:, None], 0.0), axis=0)
-            else:
-                acc += tl.sum(gt.to(tl.int32), axis=0)
+            s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE, F64)
+            e = tl.where(mass, tl.exp(s - smax), 1.0)
+            e = tl.where(mask & (key >= base_thr), e, 0.0)
+            acc += tl.sum(tl.where(key[:, None] > piv[None, :], e[:, None], 0.0), axis=0)
         ok = acc < limit
         jf = tl.min(tl.where(ok, j, NPROBE), axis=0)
         p_j = tl.sum(tl.where(j == jf, piv, 0), axis=0)
@@ -72,86 +101,179 @@ def _search_threshold(zp_row, zb_row, V, w, tau, lo, hi, limit, base_thr, smax,
 
 @triton.jit
 def _keep_threshold(zp_row, zb_row, V, w, tau, top_k, top_p,
-                    HAS_BASE: tl.constexpr, BLOCK: tl.constexpr, NPROBE: tl.constexpr):
-    """Key t such that the kept set (top-k, then top-p) is {i : key(s_i) >= t}."""
-    kmin = tl.full([], _MAX_KEY, tl.int64)
-    kmax = tl.full([], _MIN_KEY, tl.int64)
+                    HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr, NPROBE: tl.constexpr):
+    """Key t such that the kept set (top-k, then top-p) is {i : key(s_i) >= t} (exact; the fallback):
+    phase 0 searches the top-k threshold by counts, phase 1 the top-p threshold by masses over it."""
+    kmin = tl.full([], MAX_KEY, tl.int64)
+    kmax = tl.full([], MIN_KEY, tl.int64)
     smax = tl.full([], float("-inf"), tl.float32)
     for start in range(0, V, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < V
-        s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE)
-        kmin = tl.minimum(kmin, tl.min(tl.where(mask, key, _MAX_KEY), axis=0))
+        s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE, F64)
+        kmin = tl.minimum(kmin, tl.min(tl.where(mask, key, MAX_KEY), axis=0))
         kmax = tl.maximum(kmax, tl.max(key, axis=0))
         smax = tl.maximum(smax, tl.max(s, axis=0))
     t = kmin
-    if top_k > 0:
-        t = _search_threshold(zp_row, zb_row, V, w, tau, kmin, kmax, top_k, kmin, smax,
-                              HAS_BASE, False, BLOCK, NPROBE)
-    if top_p < 1.0:
-        z_sum = tl.zeros([], dtype=tl.float32)
-        for start in range(0, V, BLOCK):
-            offs = start + tl.arange(0, BLOCK)
-            mask = offs < V
-            s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE)
-            z_sum += tl.sum(tl.where(mask & (key >= t), tl.exp(s - smax), 0.0), axis=0)
-        t = _search_threshold(zp_row, zb_row, V, w, tau, t, kmax, top_p * z_sum, t, smax,
-                              HAS_BASE, True, BLOCK, NPROBE)
+    for phase in range(2):
+        mass = phase == 1
+        active = tl.where(mass, top_p < 1.0, top_k > 0)
+        if active:
+            limit = top_k.to(tl.float32)
+            if mass:
+                z_sum = tl.zeros([], dtype=tl.float32)
+                for start in range(0, V, BLOCK):
+                    offs = start + tl.arange(0, BLOCK)
+                    mask = offs < V
+                    s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE, F64)
+                    z_sum += tl.sum(tl.where(mask & (key >= t), tl.exp(s - smax), 0.0), axis=0)
+                limit = top_p * z_sum
+            t = _search_threshold(zp_row, zb_row, V, w, tau, t, kmax, limit, t, smax, mass,
+                                  HAS_BASE, F64, BLOCK, NPROBE)
     return t
 
 
 @triton.jit
-def _scan(zp_row, zb_row, lo_i, hi_i, w, tau, greedy, thr, seed, offset,
-          HAS_BASE: tl.constexpr, BLOCK: tl.constexpr):
-    """One pass over [lo_i, hi_i): online (max, sum exp) of z, NaN/+inf flag, and the best
-    (key, index, z) with key = z (greedy) or s + g over kept tokens (sampled)."""
+def _scan(zp_row, zb_row, lo_i, hi_i, w, tau, greedy, filt, seed, offset,
+          HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr):
+    """First pass over [lo_i, hi_i): online (max, sum exp) of z, NaN/+inf flag, the best (key, index, z)
+    with key = z (greedy) or s + g over every token (sampled), and, for filtered rows, online (max, sum exp)
+    of s."""
     m = tl.full([], float("-inf"), tl.float32)
     ssum = tl.zeros([], dtype=tl.float32)
+    ms = tl.full([], float("-inf"), tl.float32)
+    ss = tl.zeros([], dtype=tl.float32)
     bad = tl.zeros([], dtype=tl.int32)
     best = tl.full([], float("-inf"), tl.float32)
-    best_i = tl.full([], _BIG_IDX, tl.int32)
+    best_i = tl.full([], BIG_IDX, tl.int32)
     best_z = tl.zeros([], dtype=tl.float32)
     for start in range(lo_i, hi_i, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < hi_i
-        z, bad_l = load_guided(zp_row, zb_row, offs, mask, w, HAS_BASE)
+        z, bad_l = load_guided_f32(zp_row, zb_row, offs, mask, w, HAS_BASE, F64)
         bad = tl.maximum(bad, tl.max(bad_l.to(tl.int32), axis=0))
         m, ssum = online_lse(m, ssum, z)
         if greedy:
             key = z
         else:
             s = tl.math.div_rn(z, tau)
-            g = philox_gumbel(seed, offset, offs)
-            key = tl.where(mask & (float_key(s) >= thr), s + g, float("-inf"))
+            key = tl.where(mask, s + philox_gumbel(seed, offset, offs), float("-inf"))
+            if filt:
+                ms, ss = online_lse(ms, ss, s)
         bk = tl.max(key, axis=0)
-        bi = tl.min(tl.where(key == bk, offs, _BIG_IDX), axis=0)
+        bi = tl.min(tl.where(key == bk, offs, BIG_IDX), axis=0)
         bz = tl.sum(tl.where(offs == bi, z, 0.0), axis=0)
         upd = bk > best
         best_z = tl.where(upd, bz, best_z)
         best_i = tl.where(upd, bi, best_i)
         best = tl.where(upd, bk, best)
-    return m, ssum, bad, best, best_i, best_z
+    return m, ssum, bad, best, best_i, best_z, ms, ss
 
 
 @triton.jit
-def _finish(tok_ptr, logp_ptr, row, m, ssum, bad, best_i, best_z):
-    bad = (bad != 0) | (m == float("-inf")) | (best_i == _BIG_IDX)
-    tl.store(tok_ptr + row, tl.where(bad, -1, best_i.to(tl.int64)))
-    tl.store(logp_ptr + row, tl.where(bad, float("nan"), best_z - m - tl.log(ssum)))
+def _above(zp_row, zb_row, V, w, tau, seed, offset, ck, ms, chunk_key, CHUNK, NSPLIT,
+           HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr, MAXSPLIT: tl.constexpr):
+    """One pass: n = #{key > ck}, M_> and M_>= (masses exp(s - ms) above / at-or-above ck), and the next
+    candidate argmax_{key > ck} s + g (index, z). Only chunks whose largest key (``chunk_key``, from the
+    first pass) reaches ck are read, and in them only blocks whose largest key does."""
+    n = tl.zeros([], dtype=tl.int32)
+    m_gt = tl.zeros([], dtype=tl.float32)
+    m_ge = tl.zeros([], dtype=tl.float32)
+    nb = tl.full([], float("-inf"), tl.float32)
+    ni = tl.full([], BIG_IDX, tl.int32)
+    nz = tl.zeros([], dtype=tl.float32)
+    jc = tl.arange(0, MAXSPLIT)
+    visit = chunk_key >= ck
+    cur = tl.min(tl.where(visit, jc, MAXSPLIT), axis=0)
+    while cur < NSPLIT:
+        lo = cur * CHUNK
+        hi = tl.minimum(lo + CHUNK, V)
+        for start in range(lo, hi, BLOCK):
+            offs = start + tl.arange(0, BLOCK)
+            mask = offs < hi
+            z, _bad = load_guided_f32(zp_row, zb_row, offs, mask, w, HAS_BASE, F64)
+            s = tl.math.div_rn(z, tau)
+            key = tl.where(mask, float_key(s), MIN_KEY)
+            if tl.max(key, axis=0) >= ck:
+                gt = key > ck
+                e = tl.exp(s - ms)
+                n += tl.sum(gt.to(tl.int32), axis=0)
+                m_gt += tl.sum(tl.where(gt, e, 0.0), axis=0)
+                m_ge += tl.sum(tl.where(key >= ck, e, 0.0), axis=0)
+                nk = tl.where(gt, s + philox_gumbel(seed, offset, offs), float("-inf"))
+                bk = tl.max(nk, axis=0)
+                bi = tl.min(tl.where(nk == bk, offs, BIG_IDX), axis=0)
+                bz = tl.sum(tl.where(offs == bi, z, 0.0), axis=0)
+                upd = bk > nb
+                nz = tl.where(upd, bz, nz)
+                ni = tl.where(upd, bi, ni)
+                nb = tl.where(upd, bk, nb)
+        cur = tl.min(tl.where(visit & (jc > cur), jc, MAXSPLIT), axis=0)
+    return n, m_gt, m_ge, ni, nz
 
 
 @triton.jit
+def _filtered_pick(zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, cand, cand_z, ms, z_all,
+                   ms_ptr, CHUNK, NSPLIT,
+                   HAS_BASE: tl.constexpr, F64: tl.constexpr, VBLOCK: tl.constexpr, FBLOCK: tl.constexpr,
+                   NPROBE: tl.constexpr, NROUNDS: tl.constexpr, MAXSPLIT: tl.constexpr, NW: tl.constexpr):
+    """Token of a filtered row from the unfiltered winner ``cand`` (see the module docstring): (index, z).
+    ms_ptr: the row's per-chunk max s in the workspace (stride NW), read when NSPLIT > 1."""
+    jc = tl.arange(0, MAXSPLIT)
+    n_stored = tl.where(NSPLIT > 1, NSPLIT, 0)          # no workspace without a split
+    cm = tl.load(ms_ptr + jc * NW, mask=jc < n_stored, other=float("-inf"), cache_modifier=".cg")
+    cm = tl.where((jc == 0) & (n_stored == 0), ms, cm)
+    chunk_key = tl.where(cm == float("-inf"), MIN_KEY, float_key(cm))
+    state = tl.zeros([], dtype=tl.int32)           # 0: testing, 1: done, 2: undecided
+    ck = float_key(tl.math.div_rn(cand_z, tau))
+    for r in range(NROUNDS + 1):
+        if state != 1:
+            final = (state == 2) | (r == NROUNDS)
+            if final:                               # exact threshold t; then argmax over key > t - 1
+                ck = _keep_threshold(zp_row, zb_row, V, w, tau, top_k, top_p, HAS_BASE, F64, FBLOCK, NPROBE) - 1
+            n, m_gt, m_ge, ni, nz = _above(zp_row, zb_row, V, w, tau, seed, offset, ck, ms, chunk_key, CHUNK,
+                                           NSPLIT, HAS_BASE, F64, VBLOCK, MAXSPLIT)
+            in_k = (top_k <= 0) | (n < top_k)
+            out_k = (top_k > 0) & (n >= top_k)
+            p_lo = m_gt < top_p * tl.where(top_k > 0, m_ge, z_all)
+            p_hi = m_gt >= top_p * z_all
+            acc = tl.where(final, False, in_k & ((top_p >= 1.0) | p_lo))
+            rej = out_k | ((top_p < 1.0) & p_hi) | final
+            move = tl.where(acc, False, rej & (ni != BIG_IDX))
+            state = tl.where(acc | final, 1, tl.where(move, 0, 2))
+            cand = tl.where(move, ni, cand)
+            cand_z = tl.where(move, nz, cand_z)
+            ck = tl.where(move, float_key(tl.math.div_rn(nz, tau)), ck)
+    return cand, cand_z
+
+
+@triton.jit
+def _decide(tok_ptr, logp_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
+            m, ssum, bad, best_i, best_z, ms, ss, ms_ptr, CHUNK, NSPLIT,
+            HAS_BASE: tl.constexpr, F64: tl.constexpr, VBLOCK: tl.constexpr, FBLOCK: tl.constexpr,
+            NPROBE: tl.constexpr, NROUNDS: tl.constexpr, MAXSPLIT: tl.constexpr, NW: tl.constexpr):
+    bad_row = (bad != 0) | (m == float("-inf")) | (best_i == BIG_IDX)
+    if filt & (bad == 0) & (m > float("-inf")) & (best_i != BIG_IDX):
+        best_i, best_z = _filtered_pick(zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, best_i, best_z,
+                                        ms, ss, ms_ptr, CHUNK, NSPLIT, HAS_BASE, F64, VBLOCK, FBLOCK, NPROBE,
+                                        NROUNDS, MAXSPLIT, NW)
+    tl.store(tok_ptr + row, tl.where(bad_row, -1, best_i.to(tl.int64)))
+    tl.store(logp_ptr + row, tl.where(bad_row, float("nan"), best_z - m - tl.log(ssum)))
+
+
+@triton.jit(do_not_specialize=["stride_p", "stride_b", "V", "CHUNK", "NSPLIT"],
+            do_not_specialize_on_alignment=["w_ptr", "tau_ptr", "k_ptr", "p_ptr", "rng_ptr", "tok_ptr", "logp_ptr",
+                                            "wsf_ptr", "wsi_ptr", "cnt_ptr"])
 def _guided_sample_kernel(zp_ptr, zb_ptr, stride_p, stride_b, w_ptr, tau_ptr, k_ptr, p_ptr, rng_ptr,
                           tok_ptr, logp_ptr, wsf_ptr, wsi_ptr, cnt_ptr, V, CHUNK, NSPLIT,
-                          HAS_BASE: tl.constexpr, SPLIT: tl.constexpr, NSPLIT_P2: tl.constexpr,
-                          BLOCK: tl.constexpr, NPROBE: tl.constexpr):
+                          HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
+                          VBLOCK: tl.constexpr, FBLOCK: tl.constexpr, NPROBE: tl.constexpr,
+                          NROUNDS: tl.constexpr, RBLOCK: tl.constexpr, NW: tl.constexpr, MAXSPLIT: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     sp = tl.program_id(1)
     zp_row = zp_ptr + row * stride_p
     zb_row = zb_ptr + row * stride_b
-    w = 1.0
-    if HAS_BASE:
-        w = tl.load(w_ptr + row).to(tl.float32)
+    w = tl.load(w_ptr + row).to(tl.float32)
     tau = tl.load(tau_ptr + row).to(tl.float32)
     top_k = tl.load(k_ptr + row)
     top_p = tl.load(p_ptr + row).to(tl.float32)
@@ -162,63 +284,93 @@ def _guided_sample_kernel(zp_ptr, zb_ptr, stride_p, stride_b, w_ptr, tau_ptr, k_
     tau = tl.where(greedy, 1.0, tau)
     lo_i = sp * CHUNK
     hi_i = tl.minimum(lo_i + CHUNK, V)
-    thr = tl.full([], _MIN_KEY, tl.int64)
-    if filt:
+    split = NSPLIT > 1
+    if split:
         if sp == 0:
-            hi_i = lo_i * 0 + V
-            thr = _keep_threshold(zp_row, zb_row, V, w, tau, top_k, top_p, HAS_BASE, BLOCK, NPROBE)
-        else:
-            hi_i = lo_i
-    m, ssum, bad, best, best_i, best_z = _scan(zp_row, zb_row, lo_i, hi_i, w, tau, greedy, thr, seed, offset,
-                                               HAS_BASE, BLOCK)
-    if SPLIT:
-        wf = wsf_ptr + (row * NSPLIT + sp) * 4
-        wi = wsi_ptr + (row * NSPLIT + sp) * 2
+            tl.store(tok_ptr + row, -1)
+            tl.store(logp_ptr + row, float("nan"))
+    m, ssum, bad, best, best_i, best_z, ms, ss = _scan(zp_row, zb_row, lo_i, hi_i, w, tau, greedy, filt, seed,
+                                                       offset, HAS_BASE, F64, BLOCK)
+    last = sp >= 0                                  # a runtime i1 (True)
+    if split:
+        wf = wsf_ptr + (row * NSPLIT + sp) * NW
+        wi = wsi_ptr + (row * NSPLIT + sp) * NW
         tl.store(wf, m)
         tl.store(wf + 1, ssum)
         tl.store(wf + 2, best)
         tl.store(wf + 3, best_z)
-        tl.store(wi, best_i)
-        tl.store(wi + 1, bad)
+        tl.store(wf + 4, ms)
+        tl.store(wf + 5, ss)
+        tl.store(wi + 6, best_i)
+        tl.store(wi + 7, bad)
         tl.debug_barrier()
         done = tl.atomic_add(cnt_ptr + row, 1, sem="acq_rel")
-        if done == NSPLIT - 1:
-            j = tl.arange(0, NSPLIT_P2)
-            jm = j < NSPLIT
-            pf = wsf_ptr + (row * NSPLIT + j) * 4
-            pi = wsi_ptr + (row * NSPLIT + j) * 2
-            m_v = tl.load(pf, mask=jm, other=float("-inf"), cache_modifier=".cg")
-            s_v = tl.load(pf + 1, mask=jm, other=0.0, cache_modifier=".cg")
-            b_v = tl.load(pf + 2, mask=jm, other=float("-inf"), cache_modifier=".cg")
-            z_v = tl.load(pf + 3, mask=jm, other=0.0, cache_modifier=".cg")
-            i_v = tl.load(pi, mask=jm, other=_BIG_IDX, cache_modifier=".cg")
-            bad_v = tl.load(pi + 1, mask=jm, other=0, cache_modifier=".cg")
-            m = tl.max(m_v, axis=0)
-            m_safe = tl.where(m == float("-inf"), 0.0, m)
-            ssum = tl.sum(s_v * tl.exp(m_v - m_safe), axis=0)
-            best = tl.max(b_v, axis=0)
-            best_i = tl.min(tl.where(b_v == best, i_v, _BIG_IDX), axis=0)
-            best_z = tl.sum(tl.where((b_v == best) & (i_v == best_i), z_v, 0.0), axis=0)
-            bad = tl.max(bad_v, axis=0)
-            _finish(tok_ptr, logp_ptr, row, m, ssum, bad, best_i, best_z)
-            tl.atomic_xchg(cnt_ptr + row, 0, sem="relaxed")
-    else:
-        _finish(tok_ptr, logp_ptr, row, m, ssum, bad, best_i, best_z)
+        last = done == NSPLIT - 1
+        if last:
+            m = tl.full([], float("-inf"), tl.float32)
+            ssum = tl.zeros([], dtype=tl.float32)
+            ms = tl.full([], float("-inf"), tl.float32)
+            ss = tl.zeros([], dtype=tl.float32)
+            bad = tl.zeros([], dtype=tl.int32)
+            best = tl.full([], float("-inf"), tl.float32)
+            best_i = tl.full([], BIG_IDX, tl.int32)
+            best_z = tl.zeros([], dtype=tl.float32)
+            for j0 in range(0, NSPLIT, RBLOCK):
+                j = j0 + tl.arange(0, RBLOCK)
+                jm = j < NSPLIT
+                pf = wsf_ptr + (row * NSPLIT + j) * NW
+                pi = wsi_ptr + (row * NSPLIT + j) * NW
+                m_v = tl.load(pf, mask=jm, other=float("-inf"), cache_modifier=".cg")
+                s_v = tl.load(pf + 1, mask=jm, other=0.0, cache_modifier=".cg")
+                b_v = tl.load(pf + 2, mask=jm, other=float("-inf"), cache_modifier=".cg")
+                z_v = tl.load(pf + 3, mask=jm, other=0.0, cache_modifier=".cg")
+                ms_v = tl.load(pf + 4, mask=jm, other=float("-inf"), cache_modifier=".cg")
+                ss_v = tl.load(pf + 5, mask=jm, other=0.0, cache_modifier=".cg")
+                i_v = tl.load(pi + 6, mask=jm, other=BIG_IDX, cache_modifier=".cg")
+                bad_v = tl.load(pi + 7, mask=jm, other=0, cache_modifier=".cg")
+                m_n = tl.maximum(m, tl.max(m_v, axis=0))
+                m_safe = tl.where(m_n == float("-inf"), 0.0, m_n)
+                ssum = ssum * tl.exp(m - m_safe) + tl.sum(s_v * tl.exp(m_v - m_safe), axis=0)
+                m = m_n
+                ms_n = tl.maximum(ms, tl.max(ms_v, axis=0))
+                ms_safe = tl.where(ms_n == float("-inf"), 0.0, ms_n)
+                ss = ss * tl.exp(ms - ms_safe) + tl.sum(ss_v * tl.exp(ms_v - ms_safe), axis=0)
+                ms = ms_n
+                bk = tl.max(b_v, axis=0)
+                bi = tl.min(tl.where(b_v == bk, i_v, BIG_IDX), axis=0)
+                bz = tl.sum(tl.where((b_v == bk) & (i_v == bi), z_v, 0.0), axis=0)
+                upd = (bk > best) | ((bk == best) & (bi < best_i))
+                best_z = tl.where(upd, bz, best_z)
+                best_i = tl.where(upd, bi, best_i)
+                best = tl.where(upd, bk, best)
+                bad = tl.maximum(bad, tl.max(bad_v, axis=0))
+    if last:
+        _decide(tok_ptr, logp_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
+                m, ssum, bad, best_i, best_z, ms, ss, wsf_ptr + row * NSPLIT * NW + 4, CHUNK, NSPLIT,
+                HAS_BASE, F64, VBLOCK, FBLOCK, NPROBE, NROUNDS, MAXSPLIT, NW)
 
 
-_COUNTERS: dict = {}
+def _constexprs(dtype: torch.dtype, has_base: bool, block: int | None = None) -> dict:
+    """The constexprs of one launch: the only launch-dependent ones are the dtype (F64) and the base."""
+    return dict(HAS_BASE=has_base, F64=dtype == torch.float64, BLOCK=block or BLOCK,
+                VBLOCK=block or VBLOCK, FBLOCK=block or FBLOCK, NPROBE=NPROBE, NROUNDS=NROUNDS, RBLOCK=RBLOCK, NW=NW,
+                MAXSPLIT=MAXSPLIT)
 
 
-def _counters(device: torch.device, n: int) -> torch.Tensor:
-    """Zeroed int32 row counters, reused across calls (each kernel leaves them at 0). One buffer per (device,
-    stream): launches on one stream are serialised, so concurrent calls on different streams never share one."""
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (device, stream)
-    buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < n:
-        buf = torch.zeros(max(n, 256), dtype=torch.int32, device=device)
-        _COUNTERS[key] = buf
-    return buf
+def compile_variants() -> list[Variant]:
+    """Every configuration ``guided_sample`` launches: dtype x base context (split / unsplit, greedy,
+    sampled and filtered rows are runtime branches of the same kernel)."""
+    out = []
+    for dt in LOGIT_DTYPES:
+        for has_base in (False, True):
+            cx = _constexprs(dt, has_base)
+            types = dict(zp_ptr=PTR_TYPE[dt], zb_ptr=PTR_TYPE[dt], stride_p="i32", stride_b="i32",
+                         w_ptr="*fp32", tau_ptr="*fp32", k_ptr="*i64", p_ptr="*fp32", rng_ptr="*i64",
+                         tok_ptr="*i64", logp_ptr="*fp32", wsf_ptr="*fp32", wsi_ptr="*i32", cnt_ptr="*i32",
+                         V="i32", CHUNK="i32", NSPLIT="i32")
+            out.append(Variant(_guided_sample_kernel, make_signature(_guided_sample_kernel, types, cx), cx,
+                               dict(num_warps=NUM_WARPS, enable_fp_fusion=False)))
+    return out
 
 
 def _target_programs(device: torch.device) -> int:
@@ -227,37 +379,45 @@ def _target_programs(device: torch.device) -> int:
     return 8
 
 
+def split_plan(B: int, V: int, device: torch.device, block: int = BLOCK, n_split: int | None = None
+               ) -> tuple[int, int]:
+    """(programs per row, elements per program): enough programs to fill the device for small B."""
+    n_blocks = triton.cdiv(V, block)
+    nsplit = n_split or max(1, _target_programs(device) // max(B, 1))
+    nsplit = max(1, min(n_blocks, nsplit, MAXSPLIT))
+    chunk = triton.cdiv(n_blocks, nsplit) * block
+    return triton.cdiv(V, chunk), chunk
+
+
 def guided_sample(logits_pref: torch.Tensor, logits_base: torch.Tensor | None, weight: torch.Tensor,
                   temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, rng: torch.Tensor,
                   *, block_size: int | None = None, n_split: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens [B] int64, logprobs [B] fp32); see the module docstring. Rows may be strided views."""
+    """(tokens [B] int64, logprobs [B] fp32); see the module docstring. Rows may be strided views.
+    ``block_size`` (a power of two, every block constexpr) and ``n_split`` are test hooks."""
     B, V = logits_pref.shape
     dev = logits_pref.device
     tokens = torch.empty(B, dtype=torch.int64, device=dev)
     logp = torch.empty(B, dtype=torch.float32, device=dev)
     if B == 0:
         return tokens, logp
-    zp = logits_pref if logits_pref.stride(-1) == 1 else logits_pref.contiguous()
+    if V == 0:
+        return tokens.fill_(-1), logp.fill_(float("nan"))
+    zp = row_view(logits_pref)
     has_base = logits_base is not None
-    zb = (logits_base if logits_base.stride(-1) == 1 else logits_base.contiguous()) if has_base else zp
-    BLOCK = block_size or min(1024, triton.next_power_of_2(V))
-    n_blocks = triton.cdiv(V, BLOCK)
-    nsplit = n_split or max(1, _target_programs(dev) // B)
-    nsplit = max(1, min(n_blocks, nsplit))
-    chunk = triton.cdiv(n_blocks, nsplit) * BLOCK
-    nsplit = triton.cdiv(V, chunk)
-    split = nsplit > 1
-    if split:
-        wsf = torch.empty((B, nsplit, 4), dtype=torch.float32, device=dev)
-        wsi = torch.empty((B, nsplit, 2), dtype=torch.int32, device=dev)
-        cnt = _counters(dev, B)
+    zb = row_view(logits_base) if has_base else zp
+    nsplit, chunk = split_plan(B, V, dev, block_size or BLOCK, n_split)
+    if nsplit > 1:
+        ws = torch.zeros(B + B * nsplit * NW, dtype=torch.int32, device=dev)   # counters, then partials
+        cnt, wsi = ws[:B], ws[B:]
+        wsf = wsi.view(torch.float32)
     else:
-        wsf, wsi, cnt = logp, tokens, tokens
-    _guided_sample_kernel[(B, nsplit)](
-        zp, zb, zp.stride(0), zb.stride(0), weight.float().contiguous(), temperature.float().contiguous(),
-        top_k.to(torch.int64).contiguous(), top_p.float().contiguous(), rng.to(torch.int64).contiguous(),
-        tokens, logp, wsf, wsi, cnt, V, chunk, nsplit,
-        HAS_BASE=has_base, SPLIT=split, NSPLIT_P2=triton.next_power_of_2(nsplit), BLOCK=BLOCK, NPROBE=16,
-        num_warps=4, enable_fp_fusion=False)
+        wsf = logp                                      # unused without split (typed dummies)
+        wsi = cnt = torch.empty(1, dtype=torch.int32, device=dev)
+    cx = _constexprs(zp.dtype, has_base, block_size)
+    with device_guard(zp):
+        _guided_sample_kernel[(B, nsplit)](
+            zp, zb, zp.stride(0), zb.stride(0), weight.float().contiguous(), temperature.float().contiguous(),
+            top_k.to(torch.int64).contiguous(), top_p.float().contiguous(), rng.to(torch.int64).contiguous(),
+            tokens, logp, wsf, wsi, cnt, V, chunk, nsplit, **cx, num_warps=NUM_WARPS, enable_fp_fusion=False)
     return tokens, logp

@@ -10,10 +10,21 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import float_key
+from ._common import (BIG_IDX, LOGIT_DTYPES, MIN_KEY, PTR_TYPE, Variant, device_guard, float_key, make_signature,
+                      row_view)
 
-_NONE_KEY: tl.constexpr = -(2 ** 40)
-_BIG_IDX: tl.constexpr = 2 ** 31 - 1
+BLOCK = 2048
+NUM_WARPS = 8
+KP_TIERS = (16, 128, 1024)       # candidate vector widths; k above the last tier is not launched here
+MAX_K = KP_TIERS[-1]
+
+
+def kp_tier(k: int) -> int:
+    """Smallest tier >= k (a [KP] register vector holds the k results)."""
+    for t in KP_TIERS:
+        if k <= t:
+            return t
+    raise ValueError(f"k = {k} exceeds the Triton top-k limit {MAX_K}; the backend routes it to torch")
 
 
 @triton.jit
@@ -25,8 +36,8 @@ def topk_row(x_row, V, K, KP: tl.constexpr, BLOCK: tl.constexpr):
     pk = tl.full([], 2 ** 40, tl.int64)
     pi = tl.full([], -1, tl.int32)
     for t in range(0, K):
-        best = tl.full([], _NONE_KEY, tl.int64)
-        best_i = tl.full([], _BIG_IDX, tl.int32)
+        best = tl.full([], MIN_KEY, tl.int64)
+        best_i = tl.full([], BIG_IDX, tl.int32)
         best_x = tl.zeros([], dtype=tl.float32)
         for start in range(0, V, BLOCK):
             offs = start + tl.arange(0, BLOCK)
@@ -34,9 +45,9 @@ def topk_row(x_row, V, K, KP: tl.constexpr, BLOCK: tl.constexpr):
             x = tl.load(x_row + offs, mask=mask, other=float("-inf")).to(tl.float32)
             key = float_key(x)
             elig = mask & ((key < pk) | ((key == pk) & (offs > pi)))
-            ek = tl.where(elig, key, _NONE_KEY)
+            ek = tl.where(elig, key, MIN_KEY)
             bk = tl.max(ek, axis=0)
-            bi = tl.min(tl.where(elig & (ek == bk), offs, _BIG_IDX), axis=0)
+            bi = tl.min(tl.where(elig & (ek == bk), offs, BIG_IDX), axis=0)
             bx = tl.sum(tl.where(offs == bi, x, 0.0), axis=0)
             upd = bk > best
             best_x = tl.where(upd, bx, best_x)
@@ -49,7 +60,7 @@ def topk_row(x_row, V, K, KP: tl.constexpr, BLOCK: tl.constexpr):
     return vals, idxs
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_x", "V", "K"], do_not_specialize_on_alignment=["val_ptr", "idx_ptr"])
 def _topk_candidates_kernel(x_ptr, stride_x, val_ptr, idx_ptr, V, K, KP: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     vals, idxs = topk_row(x_ptr + row * stride_x, V, K, KP, BLOCK)
@@ -58,16 +69,33 @@ def _topk_candidates_kernel(x_ptr, stride_x, val_ptr, idx_ptr, V, K, KP: tl.cons
     tl.store(idx_ptr + row * K + r, idxs.to(tl.int64), mask=r < K)
 
 
+def _constexprs(k: int, block: int | None = None) -> dict:
+    return dict(KP=kp_tier(k), BLOCK=block or BLOCK)
+
+
+def compile_variants() -> list[Variant]:
+    """Every configuration ``topk_candidates`` launches: dtype x KP tier."""
+    out = []
+    for dt in LOGIT_DTYPES:
+        for kp in KP_TIERS:
+            cx = _constexprs(kp)
+            types = dict(x_ptr=PTR_TYPE[dt], stride_x="i32", val_ptr="*fp32", idx_ptr="*i64", V="i32", K="i32")
+            out.append(Variant(_topk_candidates_kernel, make_signature(_topk_candidates_kernel, types, cx), cx,
+                               dict(num_warps=NUM_WARPS)))
+    return out
+
+
 def topk_candidates(logits: torch.Tensor, k: int, *, block_size: int | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(values [B, k] fp32, indices [B, k] int64), descending, ties to the smaller index."""
+    """(values [B, k] fp32, indices [B, k] int64), descending, ties to the smaller index; k <= MAX_K.
+    ``block_size`` (a power of two) is a test hook."""
     B, V = logits.shape
     vals = torch.empty((B, k), dtype=torch.float32, device=logits.device)
     idxs = torch.empty((B, k), dtype=torch.int64, device=logits.device)
     if B == 0 or k == 0:
         return vals, idxs
-    x = logits if logits.stride(-1) == 1 else logits.contiguous()
-    BLOCK = block_size or min(2048, triton.next_power_of_2(V))
-    _topk_candidates_kernel[(B,)](x, x.stride(0), vals, idxs, V, k, KP=triton.next_power_of_2(k), BLOCK=BLOCK,
-                                  num_warps=8)
+    x = row_view(logits)
+    with device_guard(x):
+        _topk_candidates_kernel[(B,)](x, x.stride(0), vals, idxs, V, k, **_constexprs(k, block_size),
+                                      num_warps=NUM_WARPS)
     return vals, idxs

@@ -13,10 +13,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import BIG_IDX, PTR_TYPE, Variant, device_guard, make_signature, row_view
 from ._philox import philox_gumbel
-from .topk_candidates import topk_row
+from .topk_candidates import KP_TIERS, MAX_K, kp_tier, topk_row  # noqa: F401 (MAX_K re-exported)
 
-_BIG_IDX: tl.constexpr = 2 ** 31 - 1
+BLOCK = 2048
+NUM_WARPS = 8
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)   # base, rm and ref share one; others go through fp32
 
 
 @triton.jit
@@ -37,7 +40,8 @@ def _masked_lsm(x, valid):
     return (x - m_safe) - tl.log(tl.sum(tl.exp(x - m_safe), axis=0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_b", "stride_rb", "stride_rd", "stride_f", "V", "K", "D"],
+            do_not_specialize_on_alignment=["w_ptr", "tau_ptr", "rng_ptr", "tok_ptr", "cand_ptr", "score_ptr"])
 def _topk_rescore_kernel(base_ptr, rm_ptr, ref_ptr, stride_b, stride_rb, stride_rd, stride_f, w_ptr, tau_ptr,
                          rng_ptr, tok_ptr, cand_ptr, score_ptr, V, K, D,
                          KP: tl.constexpr, BLOCK: tl.constexpr):
@@ -75,17 +79,39 @@ def _topk_rescore_kernel(base_ptr, rm_ptr, ref_ptr, stride_b, stride_rb, stride_
         key = score
     key = tl.where(jm, key, float("-inf"))
     best = tl.max(key, axis=0)
-    pos = tl.min(tl.where(jm & (key == best), j, _BIG_IDX), axis=0)
+    pos = tl.min(tl.where(jm & (key == best), j, BIG_IDX), axis=0)
     tok = tl.sum(tl.where(j == pos, cand, 0), axis=0)
     tl.store(tok_ptr + row, tl.where(bad, -1, tok.to(tl.int64)))
     tl.store(cand_ptr + row * K + j, tl.where(bad, j, cand).to(tl.int64), mask=jm)
     tl.store(score_ptr + row * K + j, tl.where(bad, float("nan"), score), mask=jm)
 
 
+def _constexprs(k: int, block: int | None = None) -> dict:
+    return dict(KP=kp_tier(k), BLOCK=block or BLOCK)
+
+
+def compile_variants() -> list[Variant]:
+    """Every configuration ``topk_rescore`` launches: dtype x KP tier."""
+    out = []
+    for dt in DTYPES:
+        for kp in KP_TIERS:
+            cx = _constexprs(kp)
+            types = dict(base_ptr=PTR_TYPE[dt], rm_ptr=PTR_TYPE[dt], ref_ptr=PTR_TYPE[dt], stride_b="i32",
+                         stride_rb="i32", stride_rd="i32", stride_f="i32", w_ptr="*fp32", tau_ptr="*fp32",
+                         rng_ptr="*i64", tok_ptr="*i64", cand_ptr="*i64", score_ptr="*fp32", V="i32", K="i32",
+                         D="i32")
+            out.append(Variant(_topk_rescore_kernel, make_signature(_topk_rescore_kernel, types, cx), cx,
+                               dict(num_warps=NUM_WARPS, enable_fp_fusion=False)))
+    return out
+
+
 def topk_rescore(base_logits: torch.Tensor, rm_logits: torch.Tensor, ref_logits: torch.Tensor, k: int,
                  weight: torch.Tensor, temperature: torch.Tensor, rng: torch.Tensor, *,
                  block_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(tokens [B] int64, candidates [B, k] int64, scores [B, k] fp32); base/ref [B, V], rm [B, D, V]."""
+    """(tokens [B] int64, candidates [B, k] int64, scores [B, k] fp32); base/ref [B, V], rm [B, D, V].
+
+    Logits of one shared dtype in ``DTYPES`` are read in place; any other mix (e.g. fp64 base) is cast
+    to fp32 first, which is what the reference computes in (every input ``.to(float32)``)."""
     B, V = base_logits.shape
     D = rm_logits.shape[1]
     dev = base_logits.device
@@ -94,13 +120,14 @@ def topk_rescore(base_logits: torch.Tensor, rm_logits: torch.Tensor, ref_logits:
     scores = torch.empty((B, k), dtype=torch.float32, device=dev)
     if B == 0:
         return tokens, cand, scores
-    base = base_logits if base_logits.stride(-1) == 1 else base_logits.contiguous()
-    ref = ref_logits if ref_logits.stride(-1) == 1 else ref_logits.contiguous()
-    rm = rm_logits if rm_logits.stride(-1) == 1 else rm_logits.contiguous()
-    BLOCK = block_size or min(2048, triton.next_power_of_2(V))
-    _topk_rescore_kernel[(B,)](
-        base, rm, ref, base.stride(0), rm.stride(0), rm.stride(1), ref.stride(0),
-        weight.float().contiguous(), temperature.float().contiguous(), rng.to(torch.int64).contiguous(),
-        tokens, cand, scores, V, k, D, KP=triton.next_power_of_2(k), BLOCK=BLOCK, num_warps=8,
-        enable_fp_fusion=False)
+    dts = {base_logits.dtype, rm_logits.dtype, ref_logits.dtype}
+    if len(dts) > 1 or not dts <= set(DTYPES):
+        base_logits, rm_logits, ref_logits = base_logits.float(), rm_logits.float(), ref_logits.float()
+    base, ref, rm = row_view(base_logits), row_view(ref_logits), row_view(rm_logits)
+    with device_guard(base):
+        _topk_rescore_kernel[(B,)](
+            base, rm, ref, base.stride(0), rm.stride(0), rm.stride(1), ref.stride(0),
+            weight.float().contiguous(), temperature.float().contiguous(), rng.to(torch.int64).contiguous(),
+            tokens, cand, scores, V, k, D, **_constexprs(k, block_size), num_warps=NUM_WARPS,
+            enable_fp_fusion=False)
     return tokens, cand, scores
