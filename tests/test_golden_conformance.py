@@ -13,18 +13,6 @@ import torch
 import pyalign
 from pyalign.preferences import AMULET_SYSTEM_PROMPT, context_ids, get_preference
 
-
-def preference_context_ids(tok, prompt, preference, placement="system"):
-    return context_ids(tok, prompt, get_preference(preference), placement)[0]
-
-
-def base_context_ids(tok, prompt, placement="system"):
-    return context_ids(tok, prompt, None, placement)[1]
-
-
-def preference_sentence(p):
-    return get_preference(p).sentence
-
 GOLDEN = "data/golden_authors_amulet_la_smollm2.jsonl"
 NEAR_TIE = 1e-4
 
@@ -65,9 +53,9 @@ def test_template_reproduces_golden_input_ids(golden, default_model):
     _, tok = default_model
     for row in golden:
         assert row["system_prompt"] == AMULET_SYSTEM_PROMPT
-        assert row["preference_sentence"] == preference_sentence(row["preference"])
-        assert preference_context_ids(tok, row["question"], row["preference"]) == row["pref_input_ids"]
-        assert base_context_ids(tok, row["question"]) == row["base_input_ids"]
+        pref = get_preference(row["preference"])
+        assert row["preference_sentence"] == pref.sentence
+        assert context_ids(tok, row["question"], pref) == (row["pref_input_ids"], row["base_input_ids"])
 
 
 @pytest.mark.model
