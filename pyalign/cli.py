@@ -211,6 +211,14 @@ def _run_backends(a) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    from .serve.cli import DESCRIPTION, EXAMPLE, add_arguments, run
+    p = sub.add_parser("serve", help="OpenAI-compatible server: per-request preferences, continuous batching",
+                       description=DESCRIPTION, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyalign", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -222,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pyalign.persrm.cli import add_parser as add_persrm
     add_eval(sub)
     add_persrm(sub)
+    _add_serve(sub)
     b = sub.add_parser("backends", help="list the kernel backends and which one runs by default")
     b.set_defaults(func=_run_backends)
     return parser
