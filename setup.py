@@ -43,7 +43,10 @@ setup(
         "eval": ["matplotlib", "vaderSentiment"],
         "test": ["pytest", "pytest-benchmark"],
     },
-    entry_points={"console_scripts": ["pyalign=pyalign.cli:main"]},
+    entry_points={"console_scripts": ["pyalign=pyalign.cli:main"],
+                  # vLLM loads the guided-pair logits processor by name (`vllm serve`, LLM(...)): see
+                  # pyalign/integrations/vllm.py
+                  "vllm.logits_processors": ["pyalign_guided_pairs = pyalign.integrations.vllm:GuidedPairs"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

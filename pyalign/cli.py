@@ -124,21 +124,6 @@ def _add_generate(sub) -> None:
     p.set_defaults(func=_run_generate)
 
 
-def engine_args(pairs) -> dict:
-    """``["tensor_parallel_size=2", "enforce_eager=true"]`` -> {"tensor_parallel_size": 2, "enforce_eager": True}."""
-    import json
-    out = {}
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--engine-arg takes KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
-
-
 def _side_by_side(left_title: str, left: str, right_title: str, right: str) -> str:
     width = shutil.get_terminal_size((120, 20)).columns
     col = max(30, (width - 3) // 2)
@@ -161,9 +146,16 @@ def _run_generate(a) -> int:
                   seed=a.seed, placement=a.placement, system_prompt=a.system_prompt, stop=a.stop)
     prompts = list(a.question)
     if a.engine == "vllm":
-        from pyalign.integrations.vllm import generate_vllm
-        results = generate_vllm(prompts, preference=preference, method=a.method, model=a.model,
-                                engine_args=engine_args(a.engine_arg), **common, **params)
+        if a.compare:
+            raise ValueError("--compare runs on --engine hf only")
+        from pyalign.integrations.vllm import generate as vllm_generate, make_llm, parse_engine_args
+        from pyalign.methods import SamplingParams, get_method
+        llm = make_llm(a.model, **parse_engine_args(a.engine_arg))
+        sampling = SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k,
+                                  top_p=a.top_p, seed=a.seed, stop=tuple(a.stop or ()))
+        results = vllm_generate(llm, prompts, preference=preference, method=a.method, sampling=sampling,
+                                method_kwargs=params, placement=a.placement or get_method(a.method).default_placement,
+                                system_prompt=a.system_prompt)
         base, backend, streaming = None, "vllm", False
     else:
         if a.engine_arg:
@@ -244,7 +236,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
         print(f"pyalign: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

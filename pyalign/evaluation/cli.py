@@ -57,6 +57,11 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--batch-size", type=int, default=8, help="questions per generate() call")
     e.add_argument("--model", default=None, help="local HF model directory or .gguf (default: embedded SmolLM2)")
+    e.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                   help="hf: pyalign's own loop (every method); vllm: paired requests in vLLM (base, pref, la, "
+                        "amulet; run from .venv-vllm, see `make vllm-env`)")
+    e.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a vLLM engine argument, repeatable (tensor_parallel_size=2, max_num_seqs=64, ...)")
     e.add_argument("--method-kwargs", default=None,
                    help="JSON object of extra keyword arguments for every generate() call, e.g. "
                         "'{\"reward\": \"sentiment\", \"k\": 10}'")
@@ -100,10 +105,17 @@ def config_from_args(a):
     if not isinstance(kwargs, dict):
         raise ValueError("--method-kwargs must be a JSON object")
     judge = a.judge_url or a.judge
+    engine_args = {}
+    if a.engine_arg:
+        if a.engine != "vllm":
+            raise ValueError("--engine-arg applies to --engine vllm only")
+        from ..integrations.vllm import parse_engine_args
+        engine_args = parse_engine_args(a.engine_arg)
     return EvalConfig(data=data, preferences=parse_preferences(a.preferences), methods=_csv(a.methods),
                       out=a.out, limit=a.limit, offset=a.offset, max_new_tokens=a.max_new_tokens,
                       temperature=a.temperature, seed=a.seed, batch_size=a.batch_size, grid=parse_grid(a.grid),
-                      placements=placements, model=a.model, method_kwargs=kwargs, coherence=not a.no_coherence,
+                      placements=placements, model=a.model, engine=a.engine, engine_args=engine_args,
+                      method_kwargs=kwargs, coherence=not a.no_coherence,
                       embedding_model=a.embedding_model, reward_model=a.reward_model, reward_head=a.reward_head,
                       judge=judge, judge_model=a.judge_model, progress=not a.no_progress)
 

@@ -34,6 +34,20 @@ SINGLE_CONTEXT = ("base",)
 
 
 # ----------------------------------------------------------------------------------------------- config
+def _vllm_generate_fn(c) -> GenerateFn:
+    """``generate``-shaped calls answered by vLLM (``pyalign.integrations.vllm``; one engine for the whole run)."""
+    from ..integrations.vllm import generate, make_llm
+    from ..methods import SamplingParams, get_method
+    llm = make_llm(c.model, **c.engine_args)
+
+    def gen(prompts, method, max_new_tokens, temperature=0.0, seed=None, preference=None, placement=None,
+            system_prompt=None, **params):
+        sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        return generate(llm, prompts, preference=preference, method=method, sampling=sampling, method_kwargs=params,
+                        placement=placement or get_method(method).default_placement, system_prompt=system_prompt)
+    return gen
+
+
 
 def _value(s: str) -> Any:
     s = s.strip()
@@ -103,6 +117,8 @@ class EvalConfig:
     grid: dict = dataclasses.field(default_factory=dict)
     placements: list = dataclasses.field(default_factory=lambda: ["system"])
     model: Optional[str] = None
+    engine: str = "hf"                     # "hf" (pyalign's loop) or "vllm" (paired requests in vLLM)
+    engine_args: dict = dataclasses.field(default_factory=dict)
     method_kwargs: dict = dataclasses.field(default_factory=dict)
     coherence: bool = True
     sentiment: bool = True
@@ -230,6 +246,8 @@ class Evaluator:
         return self.model, self.tokenizer
 
     def generate_fn(self) -> GenerateFn:
+        if self._generate_fn is None and self.config.engine == "vllm":
+            self._generate_fn = _vllm_generate_fn(self.config)
         if self._generate_fn is None:
             import pyalign
             gen = getattr(pyalign, "generate", None)
