@@ -5,6 +5,8 @@ z = z_base + w (z_pref − z_base); greedy or Gumbel-max sample of z/τ after to
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Optional
 
 import torch
@@ -37,6 +39,35 @@ def guided_sample(logits_pref: torch.Tensor, logits_base: Optional[torch.Tensor]
     check_logit_pair(logits_pref, logits_base, "logits_pref", "logits_base")
     B, V = logits_pref.shape
     dev = logits_pref.device
+    if seed is None and generator is None and _all_scalars(weight, temperature, top_k, top_p) and temperature == 0:
+        args = _greedy_params(float(weight), int(top_k), float(top_p), B, dev)       # one cached lookup
+    else:
+        args = _params(weight, temperature, top_k, top_p, generator, seed, offset, B, dev)
+    tokens, logp = torch.ops.pyalign.guided_sample(_last_dim_contiguous(logits_pref),
+                                                   _last_dim_contiguous(logits_base), *args)
+    if check_rows and _any_negative(tokens):
+        _raise_bad_rows(tokens < 0, {"logits_pref": logits_pref, "logits_base": logits_base}, "logit")
+    return tokens, logp
+
+
+def _all_scalars(*values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _any_negative(tokens: torch.Tensor) -> bool:
+    """A bad row (token −1)? On the CPU through numpy (no dispatcher round trip); on a GPU one synchronisation."""
+    if tokens.device.type == "cpu":
+        return bool(tokens.numpy().min(initial=0) < 0)
+    return bool(tokens.min() < 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _greedy_params(weight: float, top_k: int, top_p: float, B: int, dev: torch.device) -> tuple:
+    """The greedy call's parameter tensors, validated and built once per (values, B, device)."""
+    return _params(weight, 0.0, top_k, top_p, None, None, 0, B, dev)
+
+
+def _params(weight, temperature, top_k, top_p, generator, seed, offset, B: int, dev: torch.device) -> tuple:
     w = _row_param(weight, B, "weight", torch.float32, dev, hint="a finite guidance weight is required")
     tau = _row_param(temperature, B, "temperature", torch.float32, dev, lo=0.0, hint="use 0 for greedy decoding")
     k = _row_param(top_k, B, "top_k", torch.int64, dev, lo=0, hint="use 0 to disable top-k")
@@ -46,8 +77,4 @@ def guided_sample(logits_pref: torch.Tensor, logits_base: Optional[torch.Tensor]
         rng = _full(0, 2 * B, torch.int64, torch.device(dev)).view(B, 2)     # greedy: the key is never read
     else:
         rng = make_rng(B, dev, generator, seed, offset)
-    tokens, logp = torch.ops.pyalign.guided_sample(_last_dim_contiguous(logits_pref),
-                                                   _last_dim_contiguous(logits_base), w, tau, k, p, rng)
-    if check_rows and bool(tokens.min() < 0):
-        _raise_bad_rows(tokens < 0, {"logits_pref": logits_pref, "logits_base": logits_base}, "logit")
-    return tokens, logp
+    return w, tau, k, p, rng
