@@ -42,9 +42,9 @@ class RowText:
             self._prefix = max(self._prefix, self._read - _CONTEXT)
             self._read = len(self.ids)
             if self.stop:
-                hits = [i for i in (self.text.find(s, self._search_from) for s in self.stop) if i >= 0]
-                if hits:
-                    self.text = self.text[:min(hits)]
+                hit = first_hit(self.text, self.stop, self._search_from)
+                if hit is not None:
+                    self.text = self.text[:hit]
                     self.stopped = True
                     return self.flush()
                 self._search_from = max(0, len(self.text) - self.holdback)
@@ -88,5 +88,6 @@ def pad_token_id(tokenizer, model=None) -> int:
 
 
 def first_hit(text: str, stop: Sequence[str], start: int = 0) -> Optional[int]:
+    """Where the first of the stop strings starts in ``text[start:]`` (an index into ``text``), or None."""
     hits = [i for i in (text.find(s, start) for s in stop) if i >= 0]
     return min(hits) if hits else None
