@@ -13,7 +13,19 @@ counters), and the last program of the row to finish (an acq_rel atomic counter)
 mode program 0 of each row first writes token -1 / logprob NaN, so an unfinished reduction never leaves
 garbage. Rows with NaN / +inf input or no finite z give token -1 and logprob NaN.
 
-Filtered rows (top-k / top-p), by rejection against the unfiltered Gumbel-max winner, exact:
+Rows with top-k (0 < min(k, V) <= K', K' in KP_TIERS: 1024 on a GPU, where reading k would synchronise the
+host; on the CPU the smallest tier >= min(max k, V) of the batch) take the top-k candidate stage: every program also
+keeps the K' largest (key(s), index) of its chunk (int64-packed, bitonic merges of K'-wide pieces, only
+for blocks whose max beats the list's end) and stores them in a per-call workspace; the row's last program
+merges the NSPLIT lists, reads the exact k-th value t (ties kept), then the nucleus over the sorted top-k
+candidates (cumulative masses, a prefix: ties kept), then the Gumbel-max with the same Philox noise over
+the kept candidates. It is exact whenever t lies strictly above every value left out of the lists (a
+truncated chunk's last entry, the merge's last entry); otherwise (ties at the end of a truncated list) the
+row takes the rejection path below. Float64 model (tests/test_triton_backend.py::_topk_stage_falls_back):
+top-k 50 (+ top-p 0.9) never falls back on Zipf or flat rows (0 / 100 rows, V = 32000, 1 and 16 chunks);
+only integer-tied rows do. ``path_out`` records each row's path (PATH_TOPK / PATH_REJECT / PATH_NONE).
+
+Other filtered rows (top-p alone, k > 1024), by rejection against the unfiltered Gumbel-max winner, exact:
 the kept set K is an upper set of s (keep i iff key(s_i) >= t), so if the winner c over *all* tokens lies
 in K it is also the winner over K. The first pass (all programs) already gives c, Z and each chunk's max s;
 the reducer then tests c with one pass that counts n = #{key > key_c} and the masses
@@ -61,6 +73,9 @@ RBLOCK = 64         # partials reduced per iteration by the last program of a ro
 NUM_WARPS = 8         # 4 elements per thread per block: no spills (4 warps spill ~100 B on sm_90)
 MAXSPLIT = 512      # most programs per row (the rejection pass keeps one max per chunk in registers)
 NW = 8              # workspace words per (row, split): m, ssum, best, best_z, ms, ss (fp32), best_i, bad (i32)
+KP_TIERS = (64, 1024)   # candidate list widths K' of the top-k stage (a power of two >= min(k, V))
+EMPTY = tl.constexpr(-(2 ** 63) + 1)   # an unused candidate lane: below every packed (key, index)
+PATH_NONE, PATH_TOPK, PATH_REJECT = 0, 1, 2     # path recorder values (``path_out``): see _decide
 
 
 @triton.jit
@@ -248,27 +263,110 @@ def _filtered_pick(zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, cand, 
 
 
 @triton.jit
-def _decide(tok_ptr, logp_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
-            m, ssum, bad, best_i, best_z, ms, ss, ms_ptr, CHUNK, NSPLIT,
+def _pack(key, idx):
+    """(key, index) -> one int64 ordered by key, then index (key >> 32 and & 0xFFFFFFFF invert it; every
+    float_key is > -2^31 + 2^23, so every packed value is above EMPTY)."""
+    return (key << 32) | idx.to(tl.int64)
+
+
+@triton.jit
+def _chunk_topk(zp_row, zb_row, lo_i, hi_i, w, tau,
+                HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr, KP: tl.constexpr):
+    """The KP largest packed (key(s), index) of [lo_i, hi_i), descending; -1 in unused lanes. A block is
+    re-read in KP-wide pieces only when its largest entry beats the list's smallest (a bitonic merge:
+    max(list descending, piece ascending) holds the KP largest of both, then one sort)."""
+    r = tl.arange(0, KP)
+    lst = tl.full([KP], EMPTY, tl.int64)
+    thr = tl.full([], EMPTY, tl.int64)
+    for start in range(lo_i, hi_i, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        mask = offs < hi_i
+        _s, key = _row_s(zp_row, zb_row, offs, mask, w, tau, HAS_BASE, F64)
+        pk = tl.where(mask, _pack(key, offs), EMPTY)
+        if tl.max(pk, axis=0) > thr:
+            blk_end = tl.minimum(start + BLOCK, hi_i)
+            for sub in range(start, blk_end, KP):
+                o2 = sub + r
+                m2 = o2 < blk_end
+                _s2, key2 = _row_s(zp_row, zb_row, o2, m2, w, tau, HAS_BASE, F64)
+                pk2 = tl.where(m2, _pack(key2, o2), EMPTY)
+                if tl.max(pk2, axis=0) > thr:
+                    lst = tl.sort(tl.maximum(lst, tl.sort(pk2)), descending=True)
+                    thr = tl.min(lst, axis=0)
+    return lst
+
+
+@triton.jit
+def _candidate_pick(cand, bound, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset,
+                    HAS_BASE: tl.constexpr, F64: tl.constexpr, KP: tl.constexpr):
+    """Exact filtered token from the merged candidates ``cand`` (KP packed (key, index), descending, EMPTY in
+    unused lanes); ``bound``: a key >= that of every token left out of ``cand`` (MIN_KEY if none).
+    Returns (ok, index, z): ok is False when the k-th value t does not lie strictly above ``bound`` (tied
+    tokens at t may be missing; the caller falls back)."""
+    r = tl.arange(0, KP)
+    valid = cand > EMPTY
+    key = tl.where(valid, cand >> 32, MIN_KEY)
+    idx = tl.where(valid, cand & 0xFFFFFFFF, 0)
+    kk = tl.minimum(top_k, V)
+    t_sel = tl.sum(tl.where(r == kk - 1, key, 0), axis=0)
+    t_ok = tl.sum(tl.where((r == kk - 1) & valid, 1, 0), axis=0) > 0
+    t = tl.where(t_ok, t_sel, MIN_KEY)                 # fewer candidates than k: every candidate
+    ok = t > bound
+    z, _bad = load_guided_f32(zp_row, zb_row, idx, valid, w, HAS_BASE, F64)
+    s = tl.math.div_rn(z, tau)
+    kept = valid & (key >= t)
+    smax = tl.max(tl.where(kept, s, float("-inf")), axis=0)
+    e = tl.where(kept, tl.exp(s - smax), 0.0)
+    if top_p < 1.0:                                   # nucleus over the top-k set, sorted: a prefix
+        zk = tl.sum(e, axis=0)
+        excl = tl.cumsum(e, 0) - e                    # mass of the candidates before this one
+        t_p = tl.min(tl.where(kept & (excl < top_p * zk), key, MAX_KEY), axis=0)
+        kept = kept & (key >= t_p)
+    g = tl.where(kept, s + philox_gumbel(seed, offset, idx), float("-inf"))
+    bk = tl.max(g, axis=0)
+    bi = tl.min(tl.where(kept & (g == bk), idx, BIG_IDX), axis=0)
+    bz = tl.sum(tl.where(kept & (idx == bi), z, 0.0), axis=0)
+    return ok, bi.to(tl.int32), bz
+
+
+@triton.jit
+def _decide(tok_ptr, logp_ptr, path_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
+            use_c, cand, bound, m, ssum, bad, best_i, best_z, ms, ss, ms_ptr, CHUNK, NSPLIT,
             HAS_BASE: tl.constexpr, F64: tl.constexpr, VBLOCK: tl.constexpr, FBLOCK: tl.constexpr,
-            NPROBE: tl.constexpr, NROUNDS: tl.constexpr, MAXSPLIT: tl.constexpr, NW: tl.constexpr):
+            NPROBE: tl.constexpr, NROUNDS: tl.constexpr, MAXSPLIT: tl.constexpr, NW: tl.constexpr,
+            KP: tl.constexpr):
+    """Writes the row's token / logprob and its path (PATH_NONE: greedy, unfiltered or bad row; PATH_TOPK:
+    the top-k candidate stage; PATH_REJECT: the rejection test / exact fallback)."""
     bad_row = (bad != 0) | (m == float("-inf")) | (best_i == BIG_IDX)
-    if filt & (bad == 0) & (m > float("-inf")) & (best_i != BIG_IDX):
+    path = tl.zeros([], dtype=tl.int32)
+    good = (bad == 0) & (m > float("-inf")) & (best_i != BIG_IDX)
+    done = tl.zeros([], dtype=tl.int32)
+    if filt & use_c & good:
+        c_ok, c_i, c_z = _candidate_pick(cand, bound, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset,
+                                         HAS_BASE, F64, KP)
+        done = c_ok.to(tl.int32)
+        best_i = tl.where(c_ok, c_i, best_i)
+        best_z = tl.where(c_ok, c_z, best_z)
+        path = tl.where(c_ok, 1, path)
+    if filt & good & (done == 0):
+        path = tl.full([], 2, tl.int32)
         best_i, best_z = _filtered_pick(zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, best_i, best_z,
                                         ms, ss, ms_ptr, CHUNK, NSPLIT, HAS_BASE, F64, VBLOCK, FBLOCK, NPROBE,
                                         NROUNDS, MAXSPLIT, NW)
+    tl.store(path_ptr + row, path)
     tl.store(tok_ptr + row, tl.where(bad_row, -1, best_i.to(tl.int64)))
     tl.store(logp_ptr + row, tl.where(bad_row, float("nan"), best_z - m - tl.log(ssum)))
 
 
 @triton.jit(do_not_specialize=["stride_p", "stride_b", "V", "CHUNK", "NSPLIT"],
             do_not_specialize_on_alignment=["w_ptr", "tau_ptr", "k_ptr", "p_ptr", "rng_ptr", "tok_ptr", "logp_ptr",
-                                            "wsf_ptr", "wsi_ptr", "cnt_ptr"])
+                                            "wsf_ptr", "wsi_ptr", "cnt_ptr", "wsc_ptr", "path_ptr"])
 def _guided_sample_kernel(zp_ptr, zb_ptr, stride_p, stride_b, w_ptr, tau_ptr, k_ptr, p_ptr, rng_ptr,
-                          tok_ptr, logp_ptr, wsf_ptr, wsi_ptr, cnt_ptr, V, CHUNK, NSPLIT,
+                          tok_ptr, logp_ptr, wsf_ptr, wsi_ptr, cnt_ptr, wsc_ptr, path_ptr, V, CHUNK, NSPLIT,
                           HAS_BASE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr,
                           VBLOCK: tl.constexpr, FBLOCK: tl.constexpr, NPROBE: tl.constexpr,
-                          NROUNDS: tl.constexpr, RBLOCK: tl.constexpr, NW: tl.constexpr, MAXSPLIT: tl.constexpr):
+                          NROUNDS: tl.constexpr, RBLOCK: tl.constexpr, NW: tl.constexpr, MAXSPLIT: tl.constexpr,
+                          KP: tl.constexpr, CBLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     sp = tl.program_id(1)
     zp_row = zp_ptr + row * stride_p
@@ -291,8 +389,19 @@ def _guided_sample_kernel(zp_ptr, zb_ptr, stride_p, stride_b, w_ptr, tau_ptr, k_
             tl.store(logp_ptr + row, float("nan"))
     m, ssum, bad, best, best_i, best_z, ms, ss = _scan(zp_row, zb_row, lo_i, hi_i, w, tau, greedy, filt, seed,
                                                        offset, HAS_BASE, F64, BLOCK)
+    # top-k candidate stage (rows with 0 < min(k, V) <= KP): this chunk's KP largest (key, index)
+    use_c = filt & (top_k > 0) & (tl.minimum(top_k, V) <= KP)
+    rk = tl.arange(0, KP)
+    cand = tl.full([KP], EMPTY, tl.int64)
+    bound = tl.full([], MIN_KEY, tl.int64)
+    if use_c:
+        cand = _chunk_topk(zp_row, zb_row, lo_i, hi_i, w, tau, HAS_BASE, F64, CBLOCK, KP)
+        if hi_i - lo_i > KP:                        # the chunk was truncated
+            bound = tl.min(cand, axis=0) >> 32
     last = sp >= 0                                  # a runtime i1 (True)
     if split:
+        if use_c:
+            tl.store(wsc_ptr + (row * NSPLIT + sp) * KP + rk, cand)
         wf = wsf_ptr + (row * NSPLIT + sp) * NW
         wi = wsi_ptr + (row * NSPLIT + sp) * NW
         tl.store(wf, m)
@@ -344,32 +453,58 @@ def _guided_sample_kernel(zp_ptr, zb_ptr, stride_p, stride_b, w_ptr, tau_ptr, k_
                 best_i = tl.where(upd, bi, best_i)
                 best = tl.where(upd, bk, best)
                 bad = tl.maximum(bad, tl.max(bad_v, axis=0))
+            if use_c:                               # merge the NSPLIT candidate lists (bitonic, as above)
+                cand = tl.full([KP], EMPTY, tl.int64)
+                bound = tl.full([], MIN_KEY, tl.int64)
+                n_all = tl.zeros([], dtype=tl.int32)
+                for j in range(0, NSPLIT):
+                    lj = tl.load(wsc_ptr + (row * NSPLIT + j) * KP + (KP - 1 - rk), cache_modifier=".cg")
+                    n_all += tl.sum((lj > EMPTY).to(tl.int32), axis=0)
+                    if tl.minimum(CHUNK, V - j * CHUNK) > KP:
+                        bound = tl.maximum(bound, tl.min(lj, axis=0) >> 32)
+                    cand = tl.sort(tl.maximum(cand, lj), descending=True)
+                if n_all > KP:                      # the merge dropped candidates too
+                    bound = tl.maximum(bound, tl.min(cand, axis=0) >> 32)
     if last:
-        _decide(tok_ptr, logp_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
-                m, ssum, bad, best_i, best_z, ms, ss, wsf_ptr + row * NSPLIT * NW + 4, CHUNK, NSPLIT,
-                HAS_BASE, F64, VBLOCK, FBLOCK, NPROBE, NROUNDS, MAXSPLIT, NW)
+        _decide(tok_ptr, logp_ptr, path_ptr, row, zp_row, zb_row, V, w, tau, top_k, top_p, seed, offset, filt,
+                use_c, cand, bound, m, ssum, bad, best_i, best_z, ms, ss, wsf_ptr + row * NSPLIT * NW + 4, CHUNK,
+                NSPLIT, HAS_BASE, F64, VBLOCK, FBLOCK, NPROBE, NROUNDS, MAXSPLIT, NW, KP)
 
 
-def _constexprs(dtype: torch.dtype, has_base: bool, block: int | None = None) -> dict:
-    """The constexprs of one launch: the only launch-dependent ones are the dtype (F64) and the base."""
+def _constexprs(dtype: torch.dtype, has_base: bool, block: int | None = None, kp: int = KP_TIERS[0]) -> dict:
+    """The constexprs of one launch: the dtype (F64), the base and the candidate width KP."""
     return dict(HAS_BASE=has_base, F64=dtype == torch.float64, BLOCK=block or BLOCK,
                 VBLOCK=block or VBLOCK, FBLOCK=block or FBLOCK, NPROBE=NPROBE, NROUNDS=NROUNDS, RBLOCK=RBLOCK, NW=NW,
-                MAXSPLIT=MAXSPLIT)
+                MAXSPLIT=MAXSPLIT, KP=kp, CBLOCK=max(block or BLOCK, kp))
+
+
+def kp_tier(top_k: torch.Tensor, V: int) -> int:
+    """Candidate width for this batch: on a GPU the largest tier (reading k there would be a host synchronisation
+    per call, which the decode loops and CUDA-graph capture must not pay); on the CPU (the interpreter) the
+    smallest tier >= min(max k, V). Rows above the largest tier take the rejection path."""
+    if top_k.device.type != "cpu":
+        return KP_TIERS[-1]
+    kk = min(int(top_k.max()), V) if top_k.numel() else 0
+    for t in KP_TIERS:
+        if kk <= t:
+            return t
+    return KP_TIERS[-1]
 
 
 def compile_variants() -> list[Variant]:
-    """Every configuration ``guided_sample`` launches: dtype x base context (split / unsplit, greedy,
-    sampled and filtered rows are runtime branches of the same kernel)."""
+    """Every configuration ``guided_sample`` launches: dtype x base context x candidate width KP (split /
+    unsplit, greedy, sampled, top-k stage and rejection paths are runtime branches of the same kernel)."""
     out = []
     for dt in LOGIT_DTYPES:
         for has_base in (False, True):
-            cx = _constexprs(dt, has_base)
-            types = dict(zp_ptr=PTR_TYPE[dt], zb_ptr=PTR_TYPE[dt], stride_p="i32", stride_b="i32",
-                         w_ptr="*fp32", tau_ptr="*fp32", k_ptr="*i64", p_ptr="*fp32", rng_ptr="*i64",
-                         tok_ptr="*i64", logp_ptr="*fp32", wsf_ptr="*fp32", wsi_ptr="*i32", cnt_ptr="*i32",
-                         V="i32", CHUNK="i32", NSPLIT="i32")
-            out.append(Variant(_guided_sample_kernel, make_signature(_guided_sample_kernel, types, cx), cx,
-                               dict(num_warps=NUM_WARPS, enable_fp_fusion=False)))
+            for kp in KP_TIERS:
+                cx = _constexprs(dt, has_base, kp=kp)
+                types = dict(zp_ptr=PTR_TYPE[dt], zb_ptr=PTR_TYPE[dt], stride_p="i32", stride_b="i32",
+                             w_ptr="*fp32", tau_ptr="*fp32", k_ptr="*i64", p_ptr="*fp32", rng_ptr="*i64",
+                             tok_ptr="*i64", logp_ptr="*fp32", wsf_ptr="*fp32", wsi_ptr="*i32", cnt_ptr="*i32",
+                             wsc_ptr="*i64", path_ptr="*i32", V="i32", CHUNK="i32", NSPLIT="i32")
+                out.append(Variant(_guided_sample_kernel, make_signature(_guided_sample_kernel, types, cx), cx,
+                                   dict(num_warps=NUM_WARPS, enable_fp_fusion=False)))
     return out
 
 
@@ -391,10 +526,11 @@ def split_plan(B: int, V: int, device: torch.device, block: int = BLOCK, n_split
 
 def guided_sample(logits_pref: torch.Tensor, logits_base: torch.Tensor | None, weight: torch.Tensor,
                   temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, rng: torch.Tensor,
-                  *, block_size: int | None = None, n_split: int | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  *, block_size: int | None = None, n_split: int | None = None,
+                  path_out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens [B] int64, logprobs [B] fp32); see the module docstring. Rows may be strided views.
-    ``block_size`` (a power of two, every block constexpr) and ``n_split`` are test hooks."""
+    ``block_size`` (a power of two, every block constexpr) and ``n_split`` are test hooks; ``path_out``
+    (int32 [B], optional) receives each row's path (PATH_NONE / PATH_TOPK / PATH_REJECT)."""
     B, V = logits_pref.shape
     dev = logits_pref.device
     tokens = torch.empty(B, dtype=torch.int64, device=dev)
@@ -414,10 +550,16 @@ def guided_sample(logits_pref: torch.Tensor, logits_base: torch.Tensor | None, w
     else:
         wsf = logp                                      # unused without split (typed dummies)
         wsi = cnt = torch.empty(1, dtype=torch.int32, device=dev)
-    cx = _constexprs(zp.dtype, has_base, block_size)
+    top_k = top_k.to(torch.int64).contiguous()
+    kp = kp_tier(top_k, V)
+    cx = _constexprs(zp.dtype, has_base, block_size, kp)
+    # candidate lists (written before the counter increment that publishes them: no zeroing needed)
+    wsc = torch.empty(B * nsplit * kp if nsplit > 1 else 1, dtype=torch.int64, device=dev)
+    path = path_out if path_out is not None else torch.empty(B, dtype=torch.int32, device=dev)
     with device_guard(zp):
         _guided_sample_kernel[(B, nsplit)](
             zp, zb, zp.stride(0), zb.stride(0), weight.float().contiguous(), temperature.float().contiguous(),
-            top_k.to(torch.int64).contiguous(), top_p.float().contiguous(), rng.to(torch.int64).contiguous(),
-            tokens, logp, wsf, wsi, cnt, V, chunk, nsplit, **cx, num_warps=NUM_WARPS, enable_fp_fusion=False)
+            top_k, top_p.float().contiguous(), rng.to(torch.int64).contiguous(),
+            tokens, logp, wsf, wsi, cnt, wsc, path, V, chunk, nsplit, **cx, num_warps=NUM_WARPS,
+            enable_fp_fusion=False)
     return tokens, logp
