@@ -67,14 +67,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--force", action="store_true", help="re-measure everything")
     a = ap.parse_args(argv)
-    from pyalign.evaluation.data import load_questions
     model, tok = load(a.smoke)
     name = "decode_smoke" if a.smoke else "decode_cpu"
     out = pathlib.Path(a.out_dir)
     res = Results(out / f"{name}.json", meta=dict(machine=platform.processor() or platform.machine(),
                                                    threads=torch.get_num_threads(), torch=torch.__version__),
                   force=a.force)
-    prompts = [q.text for q in load_questions("helpsteer", limit=8)]
+    from bench_e2e import load_prompts          # HelpSteer questions from ../shared/data, or built-in ones
+    prompts = load_prompts(8)
     lengths = tuple(max(2, n // 32) for n in LENGTHS) if a.smoke else LENGTHS
     if not res.done("mixed"):
         print("[decode] mixed-length batch, with and without eviction ...", flush=True)
