@@ -115,30 +115,22 @@ __device__ __forceinline__ MaxSum all_maxsum(MaxSum v, Smem& sm) {
   __syncthreads();
   return v;
 }
-__device__ __forceinline__ unsigned int all_sum(unsigned int v, Smem& sm) {
-  v = cub::BlockReduce<unsigned int, kThreads>(sm.red.u).Sum(v);
+struct USumOp {
+  __device__ __forceinline__ unsigned int operator()(unsigned int a, unsigned int b) const { return a + b; }
+};
+// Block-wide reduction of an unsigned value with `op`, broadcast to every thread.
+template <typename Op>
+__device__ __forceinline__ unsigned int all_reduce(unsigned int v, Smem& sm, Op op) {
+  v = cub::BlockReduce<unsigned int, kThreads>(sm.red.u).Reduce(v, op);
   if (threadIdx.x == 0) sm.uval = v;
   __syncthreads();
   v = sm.uval;
   __syncthreads();
   return v;
 }
-__device__ __forceinline__ unsigned int all_max(unsigned int v, Smem& sm) {
-  v = cub::BlockReduce<unsigned int, kThreads>(sm.red.u).Reduce(v, UMaxOp());
-  if (threadIdx.x == 0) sm.uval = v;
-  __syncthreads();
-  v = sm.uval;
-  __syncthreads();
-  return v;
-}
-__device__ __forceinline__ unsigned int all_min(unsigned int v, Smem& sm) {
-  v = cub::BlockReduce<unsigned int, kThreads>(sm.red.u).Reduce(v, UMinOp());
-  if (threadIdx.x == 0) sm.uval = v;
-  __syncthreads();
-  v = sm.uval;
-  __syncthreads();
-  return v;
-}
+__device__ __forceinline__ unsigned int all_sum(unsigned int v, Smem& sm) { return all_reduce(v, sm, USumOp()); }
+__device__ __forceinline__ unsigned int all_max(unsigned int v, Smem& sm) { return all_reduce(v, sm, UMaxOp()); }
+__device__ __forceinline__ unsigned int all_min(unsigned int v, Smem& sm) { return all_reduce(v, sm, UMinOp()); }
 __device__ __forceinline__ double all_dsum(double v, Smem& sm) {
   v = cub::BlockReduce<double, kThreads>(sm.red.d).Sum(v);
   if (threadIdx.x == 0) sm.dval = v;
